@@ -1,0 +1,8 @@
+//! `monitor doctor` (in progress).
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn main(_args: Args) -> anyhow::Result<i32> {
+    anyhow::bail!("monitor doctor is not built yet")
+}

@@ -1,0 +1,290 @@
+//! The owned, typed event: what the decoder produces, what enrichment completes, what the rule
+//! engine evaluates, and what `monitor events`, recordings, fixtures and replay read and write
+//! as JSON Lines (one schema, versioned by [`SCHEMA_VERSION`]).
+//!
+//! Provenance matters to a security tool: every path and address says whether it came from the
+//! kernel's own objects ([`Source::Kernel`]) or from user memory ([`Source::User`]), because data
+//! from inside a container is untrusted.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use monitor_common::EventType;
+
+/// Version of the JSON Lines schema. Readers reject records with another version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Container id used for processes outside any container.
+pub const HOST_CONTAINER_ID: &str = "host";
+/// Container id used when attribution failed after the retry stage.
+pub const UNKNOWN_CONTAINER_ID: &str = "unknown";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub schema: u32,
+    /// Nanoseconds since the Unix epoch (kernel boot-time clock plus the boot offset).
+    pub ts: u64,
+    /// Falco's `evt.type`.
+    #[serde(rename = "type", with = "event_type_name")]
+    pub kind: EventType,
+    /// The syscall's return value as is (fd, 0, -errno ...). For `procexit`, the exit status.
+    pub ret: i64,
+    pub process: Process,
+    /// The file or socket the event acted on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<Fd>,
+    /// Syscall-specific arguments, by Falco's argument names (`flags`, `mode`, `request` ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, Arg>,
+    pub cgroup_id: u64,
+    #[serde(default)]
+    pub container: Container,
+}
+
+/// The acting process (thread group) and its ancestry.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Process {
+    /// tgid.
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    /// `task->comm`: controlled by the process itself; never trust it alone.
+    pub comm: String,
+    /// argv[0] as the process passed it.
+    pub exe: String,
+    /// Executable path as the kernel resolved it (from `mm->exe_file`).
+    pub exepath: String,
+    /// argv[1..], read from the process' memory after exec, bounded.
+    pub args: Vec<String>,
+    /// True when argv was cut at the capture bound.
+    pub args_truncated: bool,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// audit login uid; None when unset.
+    pub loginuid: Option<u32>,
+    /// Controlling tty device number, 0 when none.
+    pub tty: u32,
+    pub cap_effective: u64,
+    pub pidns: u64,
+    pub mntns: u64,
+    /// Process start time, ns since the Unix epoch.
+    pub start_ts: u64,
+    /// Identity that survives pid reuse: `<boot id>-<tgid>-<start boot ns>`.
+    pub exec_id: String,
+    /// The executable lives on an overlayfs upper layer (written after the container started).
+    pub is_exe_upper_layer: bool,
+    /// The executable is a memfd (fileless exec).
+    pub is_exe_from_memfd: bool,
+    /// What fds 0, 1, 2 were at exec: "file", "pipe", "ipv4", "ipv6", "unix", "tty" ...
+    pub stdio: [FdType; 3],
+    /// Parent first, then grandparent ... bounded by the process table's depth limit.
+    pub ancestors: Vec<Ancestor>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub comm: String,
+    pub exepath: String,
+    pub args: Vec<String>,
+}
+
+/// Where a value came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Resolved by the kernel from its own objects (fd -> struct file, dentry walk, sockaddr copy).
+    Kernel,
+    /// Read from the process' memory: what the caller claimed.
+    #[default]
+    User,
+}
+
+/// Falco's `fd.type` values, plus `memfd` and `tty`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FdType {
+    #[default]
+    None,
+    File,
+    Directory,
+    Ipv4,
+    Ipv6,
+    Unix,
+    Pipe,
+    Event,
+    Signalfd,
+    Eventpoll,
+    Inotify,
+    Timerfd,
+    Netlink,
+    Memfd,
+    Tty,
+    Unknown,
+}
+
+impl FdType {
+    /// Falco's `fd.typechar`.
+    pub fn typechar(self) -> char {
+        match self {
+            FdType::File | FdType::Memfd | FdType::Tty => 'f',
+            FdType::Directory => 'd',
+            FdType::Ipv4 => '4',
+            FdType::Ipv6 => '6',
+            FdType::Unix => 'u',
+            FdType::Pipe => 'p',
+            FdType::Event => 'e',
+            FdType::Signalfd => 's',
+            FdType::Eventpoll => 'l',
+            FdType::Inotify => 'i',
+            FdType::Timerfd => 't',
+            FdType::Netlink => 'n',
+            FdType::None | FdType::Unknown => 'o',
+        }
+    }
+}
+
+/// The file or socket an event acted on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Fd {
+    /// The fd number when the event has one (the result of open, the argument of connect ...).
+    pub num: Option<i64>,
+    #[serde(rename = "type")]
+    pub typ: FdType,
+    /// Absolute path as the process sees it (from its own root): Falco's `fd.name` for files.
+    pub path: Option<String>,
+    /// Where `path` came from: the kernel (fd -> file at sys_exit, or the dentry-walked prefix)
+    /// or user memory.
+    pub path_source: Source,
+    /// The path string exactly as the caller passed it (relative, with `..`).
+    pub raw_path: Option<String>,
+    /// The same object's path on the host (through the container's root), our own field.
+    pub host_path: Option<String>,
+    /// Second path of two-path calls: rename's new path, link/symlink's link path.
+    pub target_path: Option<String>,
+    /// Socket endpoints. For connect/sendto the destination is the server side.
+    pub net: Option<NetTuple>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetTuple {
+    /// "tcp", "udp", "raw", "unix" ...
+    pub l4proto: String,
+    pub client_ip: Option<String>,
+    pub client_port: Option<u16>,
+    pub server_ip: Option<String>,
+    pub server_port: Option<u16>,
+    /// Unix socket path, when the peer is a unix socket.
+    pub unix_path: Option<String>,
+    pub source: Source,
+}
+
+/// A syscall argument: its raw integer and, for flags and enums, Falco's symbolic rendering
+/// (`O_WRONLY|O_TRUNC`, `PTRACE_ATTACH`), or a string.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Arg {
+    Flags { raw: i64, text: String },
+    Int(i64),
+    Str(String),
+}
+
+/// Container and Kubernetes context, filled by attribution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Container {
+    /// 12-hex short id as Falco, `host`, or `unknown`.
+    pub id: String,
+    pub full_id: String,
+    pub name: String,
+    /// "containerd", "cri-o", "docker", "podman", "runc", "" for host.
+    pub runtime: String,
+    /// Full image reference.
+    pub image: String,
+    pub image_repository: String,
+    pub image_tag: String,
+    pub image_digest: String,
+    pub privileged: Option<bool>,
+    /// Container start time, ns since the Unix epoch, when known.
+    pub start_ts: Option<u64>,
+    /// False when some metadata could not be resolved (alerts say so).
+    pub metadata_complete: bool,
+    pub k8s: Option<K8s>,
+}
+
+impl Default for Container {
+    fn default() -> Self {
+        Container {
+            id: UNKNOWN_CONTAINER_ID.to_string(),
+            full_id: String::new(),
+            name: String::new(),
+            runtime: String::new(),
+            image: String::new(),
+            image_repository: String::new(),
+            image_tag: String::new(),
+            image_digest: String::new(),
+            privileged: None,
+            start_ts: None,
+            metadata_complete: false,
+            k8s: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct K8s {
+    pub pod_name: String,
+    pub namespace: String,
+    pub pod_uid: String,
+    pub container_name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Event {
+    pub fn to_json_line(&self) -> String {
+        // Serialising plain data to a String cannot fail.
+        serde_json::to_string(self).expect("event serialises")
+    }
+
+    /// Parse one JSON line, checking the schema version.
+    pub fn from_json_line(line: &str) -> Result<Event, EventParseError> {
+        let ev: Event = serde_json::from_str(line).map_err(EventParseError::Json)?;
+        if ev.schema != SCHEMA_VERSION {
+            return Err(EventParseError::Schema(ev.schema));
+        }
+        Ok(ev)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventParseError {
+    #[error("invalid event JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("event schema version {0} is not supported (this build reads {SCHEMA_VERSION})")]
+    Schema(u32),
+}
+
+mod event_type_name {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use super::EventType;
+
+    pub fn serialize<S: Serializer>(kind: &EventType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<EventType, D::Error> {
+        let name = String::deserialize(d)?;
+        EventType::from_name(&name).ok_or_else(|| D::Error::custom(format!("unknown event type {name:?}")))
+    }
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 machine: pinned toolchains, bpf-linker built
+# against the nightly's own LLVM, Debian packages, and the pseudo-filesystems the monitor needs.
+# Every step checks before it acts, so running it again costs a few seconds.
+set -euo pipefail
+
+STABLE_PIN=1.99.1
+NIGHTLY_PIN=nightly-2026-10-30
+BPF_LINKER_VERSION=0.13.0
+export RUSTUP_AUTO_INSTALL=0
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root: the monitor loads eBPF programs and set-up installs packages"
+
+install_toolchains() {
+  command -v rustup >/dev/null || die "rustup is missing; this set-up expects the machine's rustup install"
+  if ! rustup run "$STABLE_PIN" rustc --version >/dev/null 2>&1; then
+    log "installing Rust $STABLE_PIN"
+    rustup toolchain install "$STABLE_PIN" --profile minimal --component clippy,rustfmt --no-self-update \
+      || die "could not install Rust $STABLE_PIN from rustup's distribution server"
+  fi
+  if ! rustup run "$NIGHTLY_PIN" rustc --version >/dev/null 2>&1 \
+     || [ ! -d "$(rustup run "$NIGHTLY_PIN" rustc --print sysroot)/lib/rustlib/src/rust/library" ]; then
+    log "installing $NIGHTLY_PIN with rust-src (eBPF build)"
+    rustup toolchain install "$NIGHTLY_PIN" --profile minimal --component rust-src --no-self-update \
+      || die "could not install $NIGHTLY_PIN from rustup's distribution server"
+  fi
+}
+
+install_bpf_linker() {
+  local nl stamp want
+  nl="$(rustup run "$NIGHTLY_PIN" rustc --print sysroot)/lib"
+  stamp="$HOME/.cargo/bpf-linker.$NIGHTLY_PIN"
+  want="$BPF_LINKER_VERSION"
+  if command -v bpf-linker >/dev/null && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+     && bpf-linker --version >/dev/null 2>&1; then
+    return
+  fi
+  log "building bpf-linker $BPF_LINKER_VERSION against $NIGHTLY_PIN's LLVM (about a minute)"
+  local pfx
+  pfx=$(mktemp -d)
+  mkdir -p "$pfx/lib"
+  ln -s "$(ls "$nl"/libLLVM.so.* | head -1)" "$pfx/lib/libLLVM.so"
+  LLVM_PREFIX="$pfx" RUSTFLAGS="-C link-arg=-Wl,-rpath,$nl" \
+    cargo +"$STABLE_PIN" install bpf-linker --version "$BPF_LINKER_VERSION" --locked --force \
+    || die "bpf-linker build failed"
+  echo "$want" > "$stamp"
+  rm -rf "$pfx"
+}
+
+DEB_PACKAGES=(runc podman busybox-static prometheus bpftool iproute2 python3 jq)
+install_packages() {
+  local missing=()
+  for p in "${DEB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || die "apt-get update failed"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install failed"
+  fi
+  # Debian's prometheus package starts a server on :9090 we do not want running.
+  systemctl disable --now prometheus >/dev/null 2>&1 || true
+  pkill -x prometheus-node-exporter >/dev/null 2>&1 || true
+}
+
+mount_pseudo_fs() {
+  mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing || log "tracefs mount failed"
+  mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || log "bpffs mount failed"
+  mountpoint -q /sys/kernel/security || mount -t securityfs securityfs /sys/kernel/security || log "securityfs mount failed"
+}
+
+install_toolchains
+install_bpf_linker
+install_packages
+mount_pseudo_fs
+log "ready: Rust $STABLE_PIN, $NIGHTLY_PIN, bpf-linker $BPF_LINKER_VERSION"

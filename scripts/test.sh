@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): set-up (idempotent), then every tier of tests.
+#   tier 1: unit tests, decoder round-trips, rule fixtures (no root needed)
+#   tier 2: root + real kernel + real containers (tests/), run serially: the tests share the
+#           node's global tracepoints and key their assertions on their own cgroups and pids.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export RUSTUP_TOOLCHAIN=1.99.1
+export CARGO_TERM_COLOR=never
+
+echo "== build"
+cargo build --workspace --exclude monitor-ebpf --locked
+
+echo "== shipped rules load without warnings"
+./target/debug/monitor rules check --deny-warnings rules/
+
+echo "== tier 1: unit tests"
+cargo test --workspace --exclude monitor-ebpf --exclude monitor-tests --locked
+
+echo "== tier 2: end-to-end (root, real kernel, real containers)"
+cargo test -p monitor-tests --locked -- --test-threads=1
