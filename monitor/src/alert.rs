@@ -320,11 +320,7 @@ pub const DROP_RULE: &str = "Monitor internal: syscall event drop";
 /// The overload alert, our equivalent of Falco's "Falco internal: syscall event drop":
 /// `drops_by_stage` maps a pipeline stage (`kernel_ring`, `decode_queue` ...) to the events it
 /// dropped since the previous drop alert. Rate-limit it with [`DropAlerter`].
-pub fn drop_alert(
-    drops_by_stage: &BTreeMap<String, u64>,
-    hostname: &str,
-    now: SystemTime,
-) -> Alert {
+pub fn drop_alert(drops_by_stage: &BTreeMap<String, u64>, hostname: &str, now: SystemTime) -> Alert {
     let total: u64 = drops_by_stage.values().sum();
     let mut fields = BTreeMap::new();
     fields.insert("n_drops".to_string(), Value::from(total));
@@ -379,12 +375,7 @@ impl DropAlerter {
     }
 
     /// Add newly observed drops (deltas, not running totals); returns an alert when one is due.
-    pub fn observe(
-        &mut self,
-        new_drops: &BTreeMap<String, u64>,
-        hostname: &str,
-        now: Instant,
-    ) -> Option<Alert> {
+    pub fn observe(&mut self, new_drops: &BTreeMap<String, u64>, hostname: &str, now: Instant) -> Option<Alert> {
         for (k, v) in new_drops {
             if *v > 0 {
                 *self.pending.entry(k.clone()).or_default() += v;
@@ -393,10 +384,7 @@ impl DropAlerter {
         if self.pending.is_empty() {
             return None;
         }
-        if self
-            .last
-            .is_some_and(|l| now.duration_since(l) < self.min_interval)
-        {
+        if self.last.is_some_and(|l| now.duration_since(l) < self.min_interval) {
             return None;
         }
         self.last = Some(now);
@@ -438,15 +426,9 @@ pub fn default_redaction_patterns() -> Vec<RedactionPattern> {
             r"(?i)\b(?:bearer|basic|token)\s+(?P<s>[A-Za-z0-9._~+/=-]{8,})",
         ),
         // AWS access key ids.
-        p(
-            "aws_access_key_id",
-            r"\b(?P<s>(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16})\b",
-        ),
+        p("aws_access_key_id", r"\b(?P<s>(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16})\b"),
         // GitHub and Slack tokens.
-        p(
-            "github_token",
-            r"\b(?P<s>(?:gh[pousr]|github_pat)_[A-Za-z0-9_]{20,})",
-        ),
+        p("github_token", r"\b(?P<s>(?:gh[pousr]|github_pat)_[A-Za-z0-9_]{20,})"),
         p("slack_token", r"\b(?P<s>xox[abprs]-[A-Za-z0-9-]{10,})"),
         // Credentials in URLs: scheme://user:secret@host
         p(
@@ -465,18 +447,12 @@ pub fn default_redaction_patterns() -> Vec<RedactionPattern> {
             r"(?i)(?:^|\s)--?(?:password|passwd|pass|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key|client[_-]?secret|auth[_-]?token)\s+(?P<s>[^\s-]\S*)",
         ),
         // Known tools whose short flag takes a password: sshpass -p x, mysql -px, redis-cli -a x.
-        p(
-            "sshpass",
-            r"\bsshpass\b(?:\s+-[a-oq-zA-Z]\S*)*\s+-p\s*(?P<s>\S+)",
-        ),
+        p("sshpass", r"\bsshpass\b(?:\s+-[a-oq-zA-Z]\S*)*\s+-p\s*(?P<s>\S+)"),
         p(
             "mysql_password",
             r"\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)\b[^\n]*?\s-p(?P<s>[^\s-]\S*)",
         ),
-        p(
-            "redis_cli_password",
-            r"\bredis-cli\b[^\n]*?\s-a\s+(?P<s>\S+)",
-        ),
+        p("redis_cli_password", r"\bredis-cli\b[^\n]*?\s-a\s+(?P<s>\S+)"),
     ]
 }
 
@@ -509,9 +485,7 @@ impl Redactor {
 
     /// No-op redactor (redaction disabled).
     pub fn disabled() -> Redactor {
-        Redactor {
-            patterns: Vec::new(),
-        }
+        Redactor { patterns: Vec::new() }
     }
 
     /// Redact one string; returns it unchanged (no allocation) when nothing matches.
@@ -525,10 +499,7 @@ impl Redactor {
             let mut out = String::with_capacity(src.len());
             let mut last = 0;
             for caps in re.captures_iter(src) {
-                let m = caps
-                    .name("s")
-                    .or_else(|| caps.get(0))
-                    .expect("group 0 always exists");
+                let m = caps.name("s").or_else(|| caps.get(0)).expect("group 0 always exists");
                 if m.start() < last {
                     continue;
                 }
@@ -566,10 +537,7 @@ impl Redactor {
             return;
         }
         self.redact_in_place(&mut alert.output);
-        alert
-            .output_fields
-            .values_mut()
-            .for_each(|v| self.redact_value(v));
+        alert.output_fields.values_mut().for_each(|v| self.redact_value(v));
         self.redact_in_place(&mut alert.process.cmdline);
         self.redact_in_place(&mut alert.process.exepath);
         for a in &mut alert.process.ancestors {
@@ -644,9 +612,7 @@ pub struct NoiseControl {
 fn dedup_hash(a: &Alert) -> u64 {
     use std::hash::{BuildHasher, Hasher};
     // Fixed keys: the hash is only compared within this process.
-    let mut h =
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .build_hasher();
+    let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
     h.write(a.rule.as_bytes());
     h.write_u8(0);
     h.write(a.container.id.as_bytes());
@@ -696,9 +662,7 @@ impl NoiseControl {
             b.tokens -= 1.0;
             return Some(alert);
         }
-        metrics::ALERTS_SUPPRESSED
-            .with_label_values(&[&alert.rule])
-            .inc();
+        metrics::ALERTS_SUPPRESSED.with_label_values(&[&alert.rule]).inc();
         if b.suppressed == 0 {
             b.window_start = Some(now);
             b.first_seen = alert.time.clone();
@@ -753,8 +717,7 @@ impl NoiseControl {
         // Forget idle keys: full bucket (after refill) and nothing pending.
         let (burst, rate) = (f64::from(self.cfg.burst), self.cfg.refill_per_second);
         self.buckets.retain(|_, b| {
-            let refilled =
-                b.tokens + now.saturating_duration_since(b.refilled).as_secs_f64() * rate;
+            let refilled = b.tokens + now.saturating_duration_since(b.refilled).as_secs_f64() * rate;
             b.suppressed > 0 || refilled < burst
         });
         if self.buckets.len() < self.cfg.max_keys {
@@ -829,10 +792,7 @@ mod tests {
         ev.process.pid = 42;
         ev.process.comm = "bash".into();
         ev.process.exepath = "/usr/bin/bash".into();
-        ev.process.args = vec![
-            "-c".into(),
-            "curl -H 'Authorization: Bearer abcdefghijkl' x".into(),
-        ];
+        ev.process.args = vec!["-c".into(), "curl -H 'Authorization: Bearer abcdefghijkl' x".into()];
         ev.process.exec_id = "boot-42-1".into();
         ev.process.ancestors = vec![Ancestor {
             pid: 1,
@@ -872,10 +832,7 @@ mod tests {
     fn priority_parse_order_and_spelling() {
         assert_eq!("WARNING".parse::<Priority>().unwrap(), Priority::Warning);
         assert_eq!("info".parse::<Priority>().unwrap(), Priority::Informational);
-        assert_eq!(
-            "Emergency".parse::<Priority>().unwrap(),
-            Priority::Emergency
-        );
+        assert_eq!("Emergency".parse::<Priority>().unwrap(), Priority::Emergency);
         assert!("severe".parse::<Priority>().is_err());
         assert!(Priority::Critical > Priority::Warning);
         assert!(Priority::Debug < Priority::Informational);
@@ -906,35 +863,21 @@ mod tests {
         assert_eq!(v["source"], "syscall");
         assert_eq!(v["hostname"], "node-a");
         assert_eq!(v["output_fields"]["proc.pid"], 42);
-        assert_eq!(
-            v["tags"],
-            serde_json::json!(["T1059.004", "TA0002", "shell"])
-        );
+        assert_eq!(v["tags"], serde_json::json!(["T1059.004", "TA0002", "shell"]));
         assert_eq!(v["mitre"], serde_json::json!(["T1059.004", "TA0002"]));
         assert_eq!(v["k8s"]["namespace"], "prod");
         assert_eq!(v["container"]["id"], "0123456789ab");
         assert_eq!(v["exec_id"], "boot-42-1");
         assert_eq!(v["metadata_incomplete"], true);
-        assert_eq!(
-            v["process"]["ancestors"][0]["cmdline"],
-            "sshpass -p hunter2 ssh"
-        );
+        assert_eq!(v["process"]["ancestors"][0]["cmdline"], "sshpass -p hunter2 ssh");
     }
 
     #[test]
     fn mitre_extraction() {
-        let tags: Vec<String> = [
-            "t1611",
-            "T1059.004",
-            "TA0004",
-            "T12",
-            "TA0004.001",
-            "Txxxx",
-            "T1611",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let tags: Vec<String> = ["t1611", "T1059.004", "TA0004", "T12", "TA0004.001", "Txxxx", "T1611"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(mitre_ids(&tags), vec!["T1611", "T1059.004", "TA0004"]);
     }
 
@@ -947,35 +890,17 @@ mod tests {
 
     #[test]
     fn redaction_cases() {
-        assert_eq!(
-            red("app --password=s3cret --v"),
-            "app --password=[REDACTED] --v"
-        );
-        assert_eq!(
-            red("app --password s3cret -v"),
-            "app --password [REDACTED] -v"
-        );
-        assert_eq!(
-            red("sshpass -p hunter2 ssh host"),
-            "sshpass -p [REDACTED] ssh host"
-        );
-        assert_eq!(
-            red("mysql -u root -pTopSecret db"),
-            "mysql -u root -p[REDACTED] db"
-        );
-        assert_eq!(
-            red("redis-cli -h r -a pw123 ping"),
-            "redis-cli -h r -a [REDACTED] ping"
-        );
+        assert_eq!(red("app --password=s3cret --v"), "app --password=[REDACTED] --v");
+        assert_eq!(red("app --password s3cret -v"), "app --password [REDACTED] -v");
+        assert_eq!(red("sshpass -p hunter2 ssh host"), "sshpass -p [REDACTED] ssh host");
+        assert_eq!(red("mysql -u root -pTopSecret db"), "mysql -u root -p[REDACTED] db");
+        assert_eq!(red("redis-cli -h r -a pw123 ping"), "redis-cli -h r -a [REDACTED] ping");
         assert_eq!(
             red("curl -H Authorization: Bearer eyJhbGciOi.x.y url"),
             "curl -H Authorization: Bearer [REDACTED] url"
         );
         assert_eq!(red("aws AKIAIOSFODNN7EXAMPLE s"), "aws [REDACTED] s");
-        assert_eq!(
-            red("GET /x?token=abc123&u=1"),
-            "GET /x?token=[REDACTED]&u=1"
-        );
+        assert_eq!(red("GET /x?token=abc123&u=1"), "GET /x?token=[REDACTED]&u=1");
         assert_eq!(red("PGPASSWORD=pw psql"), "PGPASSWORD=[REDACTED] psql");
         assert_eq!(
             red("git clone https://bob:pa55@github.com/x"),
@@ -1001,15 +926,10 @@ mod tests {
             .insert("proc.cmdline".into(), Value::from("mysql -pSecretPw"));
         a.output_fields
             .insert("list".into(), serde_json::json!(["token=zzz", 5]));
-        Redactor::new(&default_redaction_patterns())
-            .unwrap()
-            .redact(&mut a);
+        Redactor::new(&default_redaction_patterns()).unwrap().redact(&mut a);
         assert_eq!(a.output, "cmd=curl -H 'Authorization: Bearer [REDACTED]' x");
         assert_eq!(a.output_fields["proc.cmdline"], "mysql -p[REDACTED]");
-        assert_eq!(
-            a.output_fields["list"],
-            serde_json::json!(["token=[REDACTED]", 5])
-        );
+        assert_eq!(a.output_fields["list"], serde_json::json!(["token=[REDACTED]", 5]));
         assert_eq!(
             a.process.cmdline,
             "bash -c curl -H 'Authorization: Bearer [REDACTED]' x"
@@ -1031,8 +951,7 @@ mod tests {
         }])
         .unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with("redaction pattern \"bad\" does not compile"),
+            e.to_string().starts_with("redaction pattern \"bad\" does not compile"),
             "{e}"
         );
     }
@@ -1048,9 +967,7 @@ mod tests {
         };
         let mut nc = NoiseControl::new(cfg);
         let t0 = Instant::now();
-        let before =
-            metrics::counter_value("monitor_alerts_suppressed_total", &[("rule", "RL rule")])
-                .unwrap_or(0.0);
+        let before = metrics::counter_value("monitor_alerts_suppressed_total", &[("rule", "RL rule")]).unwrap_or(0.0);
         let mut passed = 0;
         for i in 0..10 {
             let mut a = alert("RL rule", &format!("o{i}"));
@@ -1079,25 +996,18 @@ mod tests {
         );
         assert_eq!(s.output_fields["monitor.suppressed_count"], 7);
         assert!(
-            s.output.starts_with(
-                "Rate limit: 7 more alerts of rule \"RL rule\" in container 0123456789ab"
-            ),
+            s.output
+                .starts_with("Rate limit: 7 more alerts of rule \"RL rule\" in container 0123456789ab"),
             "{}",
             s.output
         );
         assert!(s.tags.contains(&"monitor_summary".to_string()));
         let v: Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(v["priority"], "Warning");
-        let after =
-            metrics::counter_value("monitor_alerts_suppressed_total", &[("rule", "RL rule")])
-                .unwrap();
+        let after = metrics::counter_value("monitor_alerts_suppressed_total", &[("rule", "RL rule")]).unwrap();
         assert_eq!(after - before, 7.0);
         assert!(
-            metrics::counter_value(
-                "monitor_alerts_total",
-                &[("rule", "RL rule"), ("priority", "Warning")]
-            )
-            .unwrap()
+            metrics::counter_value("monitor_alerts_total", &[("rule", "RL rule"), ("priority", "Warning")]).unwrap()
                 >= 11.0
         );
         // Window reported: nothing more pending.
@@ -1116,18 +1026,9 @@ mod tests {
         let t0 = Instant::now();
         assert!(nc.admit(alert("D", "same"), t0).is_some());
         // Tokens back after 2 s, but an identical alert is a duplicate for 10 s.
-        assert!(
-            nc.admit(alert("D", "same"), t0 + Duration::from_secs(2))
-                .is_none()
-        );
-        assert!(
-            nc.admit(alert("D", "different"), t0 + Duration::from_secs(3))
-                .is_some()
-        );
-        assert!(
-            nc.admit(alert("D", "same"), t0 + Duration::from_secs(15))
-                .is_some()
-        );
+        assert!(nc.admit(alert("D", "same"), t0 + Duration::from_secs(2)).is_none());
+        assert!(nc.admit(alert("D", "different"), t0 + Duration::from_secs(3)).is_some());
+        assert!(nc.admit(alert("D", "same"), t0 + Duration::from_secs(15)).is_some());
         let s = nc.flush();
         assert_eq!(s[0].suppressed.as_ref().unwrap().count, 1);
     }
@@ -1163,9 +1064,6 @@ mod tests {
         assert!(d.observe(&m, "n", t0 + Duration::from_secs(1)).is_none());
         let a = d.observe(&m, "n", t0 + Duration::from_secs(11)).unwrap();
         assert_eq!(a.output_fields["n_drops_kernel_ring"], 10);
-        assert!(
-            d.observe(&BTreeMap::new(), "n", t0 + Duration::from_secs(30))
-                .is_none()
-        );
+        assert!(d.observe(&BTreeMap::new(), "n", t0 + Duration::from_secs(30)).is_none());
     }
 }

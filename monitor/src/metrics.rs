@@ -14,9 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec,
-    register_gauge, register_gauge_vec, register_histogram, register_int_counter_vec,
-    register_int_gauge, register_int_gauge_vec,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, register_gauge,
+    register_gauge_vec, register_histogram, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
 };
 
 /// `monitor_build_info{version,kernel,rules_hash}`: constant 1, the labels carry the facts.
@@ -72,9 +71,7 @@ static RULE_EVAL: LazyLock<Histogram> = LazyLock::new(|| {
             "monitor_rule_eval_duration_seconds",
             "Time to evaluate the rules that apply to one event."
         )
-        .buckets(vec![
-            1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2
-        ])
+        .buckets(vec![1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2])
     )
     .expect("metric registers once")
 });
@@ -134,12 +131,8 @@ static ALERTS_BY_WORKLOAD: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// `sink` is the sink's label (`stdout`, `file`, `webhook`, `syslog`, suffixed `_N` when a
 /// type is configured more than once).
 pub(crate) static SINK_SENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "monitor_sink_sent_alerts_total",
-        "Alerts a sink delivered.",
-        &["sink"]
-    )
-    .expect("metric registers once")
+    register_int_counter_vec!("monitor_sink_sent_alerts_total", "Alerts a sink delivered.", &["sink"])
+        .expect("metric registers once")
 });
 
 pub(crate) static SINK_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -203,8 +196,9 @@ pub fn init() {
 fn ensure_process_collector() {
     static DONE: std::sync::Once = std::sync::Once::new();
     DONE.call_once(|| {
-        let present =
-            prometheus::gather().iter().any(|mf| mf.name() == "process_cpu_seconds_total");
+        let present = prometheus::gather()
+            .iter()
+            .any(|mf| mf.name() == "process_cpu_seconds_total");
         if !present {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
             if let Err(e) = prometheus::register(Box::new(pc)) {
@@ -217,9 +211,7 @@ fn ensure_process_collector() {
 /// Set `monitor_build_info`. Replaces any earlier labels (the rules hash changes on reload).
 pub fn set_build_info(version: &str, kernel: &str, rules_hash: &str) {
     BUILD_INFO.reset();
-    BUILD_INFO
-        .with_label_values(&[version, kernel, rules_hash])
-        .set(1);
+    BUILD_INFO.with_label_values(&[version, kernel, rules_hash]).set(1);
 }
 
 /// The running kernel's release (`uname -r`), for `set_build_info`.
@@ -231,16 +223,12 @@ pub fn kernel_release() -> String {
 
 /// Record whether a hook is attached; call for every hook the capture layer tried.
 pub fn set_hook_attached(hook: &str, attached: bool) {
-    HOOK_ATTACHED
-        .with_label_values(&[hook])
-        .set(i64::from(attached));
+    HOOK_ATTACHED.with_label_values(&[hook]).set(i64::from(attached));
 }
 
 /// Record the outcome of a rules load or reload.
 pub fn record_reload(success: bool) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     RELOAD_TIMESTAMP.set(now.as_secs_f64());
     RELOAD_SUCCESS.set(i64::from(success));
     RELOADS
@@ -265,9 +253,7 @@ pub fn observe_event_to_alert(event_ts_ns: u64) {
 
 /// `fill` is clamped to 0..=1.
 pub fn set_ring_fill(ring: &str, fill: f64) {
-    RING_FILL
-        .with_label_values(&[ring])
-        .set(fill.clamp(0.0, 1.0));
+    RING_FILL.with_label_values(&[ring]).set(fill.clamp(0.0, 1.0));
 }
 
 /// Count one rule match (also the opt-in workload counter). Called by `alert::NoiseControl`.
@@ -290,11 +276,9 @@ pub fn counter_value(name: &str, labels: &[(&str, &str)]) -> Option<f64> {
             continue;
         }
         for m in mf.get_metric() {
-            let ok = labels.iter().all(|(k, v)| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == *k && l.value() == *v)
-            });
+            let ok = labels
+                .iter()
+                .all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v));
             if ok {
                 return Some(match mf.get_field_type() {
                     prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
@@ -315,22 +299,10 @@ mod tests {
         init();
         set_build_info("0.1.0", "6.18.0", "aaa");
         set_build_info("0.1.0", "6.18.0", "bbb");
-        assert_eq!(
-            counter_value("monitor_build_info", &[("rules_hash", "bbb")]),
-            Some(1.0)
-        );
-        assert_eq!(
-            counter_value("monitor_build_info", &[("rules_hash", "aaa")]),
-            None
-        );
-        let names: Vec<String> = prometheus::gather()
-            .iter()
-            .map(|m| m.name().to_string())
-            .collect();
-        assert!(
-            names.iter().any(|n| n == "process_resident_memory_bytes"),
-            "{names:?}"
-        );
+        assert_eq!(counter_value("monitor_build_info", &[("rules_hash", "bbb")]), Some(1.0));
+        assert_eq!(counter_value("monitor_build_info", &[("rules_hash", "aaa")]), None);
+        let names: Vec<String> = prometheus::gather().iter().map(|m| m.name().to_string()).collect();
+        assert!(names.iter().any(|n| n == "process_resident_memory_bytes"), "{names:?}");
     }
 
     #[test]
@@ -355,17 +327,9 @@ mod tests {
     #[test]
     fn reload_records_result() {
         record_reload(false);
-        assert_eq!(
-            counter_value("monitor_rules_last_reload_success", &[]),
-            Some(0.0)
-        );
+        assert_eq!(counter_value("monitor_rules_last_reload_success", &[]), Some(0.0));
         record_reload(true);
-        assert_eq!(
-            counter_value("monitor_rules_last_reload_success", &[]),
-            Some(1.0)
-        );
-        assert!(
-            counter_value("monitor_rules_reloads_total", &[("result", "failure")]).unwrap() >= 1.0
-        );
+        assert_eq!(counter_value("monitor_rules_last_reload_success", &[]), Some(1.0));
+        assert!(counter_value("monitor_rules_reloads_total", &[("result", "failure")]).unwrap() >= 1.0);
     }
 }

@@ -29,14 +29,24 @@ impl FileSink {
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let size = file.metadata()?.len();
-        Ok(FileSink { path, max_bytes: max_bytes.max(1), keep, file: io::BufWriter::new(file), size })
+        Ok(FileSink {
+            path,
+            max_bytes: max_bytes.max(1),
+            keep,
+            file: io::BufWriter::new(file),
+            size,
+        })
     }
 
     fn rotate(&mut self) -> io::Result<()> {
         self.file.flush()?;
         if self.keep == 0 {
             // Nothing kept: start the file again.
-            let f = OpenOptions::new().create(true).write(true).truncate(true).open(&self.path)?;
+            let f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&self.path)?;
             self.file = io::BufWriter::new(f);
             self.size = 0;
             return Ok(());
@@ -131,6 +141,9 @@ mod tests {
         f.write_line("line-0002").unwrap();
         f.flush().unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "line-0002\n");
-        assert_eq!(std::fs::read_to_string(rotated(&p, 1)).unwrap(), "line-0000\nline-0001\n");
+        assert_eq!(
+            std::fs::read_to_string(rotated(&p, 1)).unwrap(),
+            "line-0000\nline-0001\n"
+        );
     }
 }

@@ -155,10 +155,17 @@ impl Sinks {
         let mut sinks = Vec::new();
         for cfg in cfgs {
             let n = seen.entry(cfg.kind()).or_default();
-            let label = if *n == 0 { cfg.kind().to_string() } else { format!("{}_{n}", cfg.kind()) };
+            let label = if *n == 0 {
+                cfg.kind().to_string()
+            } else {
+                format!("{}_{n}", cfg.kind())
+            };
             *n += 1;
             let (tx, rx) = mpsc::channel(queue_capacity.max(1));
-            let ctx = SinkCtx { label: label.clone(), rx };
+            let ctx = SinkCtx {
+                label: label.clone(),
+                rx,
+            };
             // Export the counters at zero from the start, so rate() works on the first drop.
             SINK_SENT.with_label_values(&[&label]).inc_by(0);
             SINK_DROPPED.with_label_values(&[&label]).inc_by(0);
@@ -167,19 +174,40 @@ impl Sinks {
                 // Not locked for the task's life: other code may print too.
                 SinkConfig::Stdout => handle.spawn_blocking(move || lines_sink(ctx, std::io::stdout())),
                 SinkConfig::File { path, max_bytes, keep } => {
-                    let f = FileSink::open(path.clone(), *max_bytes, *keep).map_err(|source| {
-                        SinkError::Open { sink: label.clone(), path: path.clone(), source }
+                    let f = FileSink::open(path.clone(), *max_bytes, *keep).map_err(|source| SinkError::Open {
+                        sink: label.clone(),
+                        path: path.clone(),
+                        source,
                     })?;
                     handle.spawn_blocking(move || file::run(ctx, f))
                 }
-                SinkConfig::Webhook { url, timeout, retries, backoff, headers, tls_ca } => {
+                SinkConfig::Webhook {
+                    url,
+                    timeout,
+                    retries,
+                    backoff,
+                    headers,
+                    tls_ca,
+                } => {
                     let w = webhook::Webhook::new(url, *timeout, *retries, *backoff, headers, tls_ca.as_deref())
-                        .map_err(|e| SinkError::Config { sink: label.clone(), message: format!("{e:#}") })?;
+                        .map_err(|e| SinkError::Config {
+                            sink: label.clone(),
+                            message: format!("{e:#}"),
+                        })?;
                     handle.spawn(webhook::run(ctx, w))
                 }
-                SinkConfig::Syslog { socket, udp, facility, app_name } => {
-                    let s = syslog::Syslog::new(socket.clone(), udp.clone(), *facility, app_name)
-                        .map_err(|e| SinkError::Config { sink: label.clone(), message: format!("{e:#}") })?;
+                SinkConfig::Syslog {
+                    socket,
+                    udp,
+                    facility,
+                    app_name,
+                } => {
+                    let s = syslog::Syslog::new(socket.clone(), udp.clone(), *facility, app_name).map_err(|e| {
+                        SinkError::Config {
+                            sink: label.clone(),
+                            message: format!("{e:#}"),
+                        }
+                    })?;
                     handle.spawn_blocking(move || syslog::run(ctx, s))
                 }
             };
@@ -216,7 +244,9 @@ impl Sinks {
         for (label, mut task) in tasks {
             match tokio::time::timeout_at(deadline, &mut task).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(sink = %label, error = %e, "Alert sink task failed; its queued alerts are lost."),
+                Ok(Err(e)) => {
+                    tracing::error!(sink = %label, error = %e, "Alert sink task failed; its queued alerts are lost.")
+                }
                 Err(_) => {
                     task.abort();
                     let lost = SINK_QUEUE.with_label_values(&[&label]).get();

@@ -54,7 +54,11 @@ impl Facility {
 /// RFC 5424 header fields are printable US-ASCII without spaces, bounded; anything else
 /// becomes `_`, empty becomes the NILVALUE `-`.
 fn header_field(s: &str, max: usize) -> String {
-    let out: String = s.chars().take(max).map(|c| if c.is_ascii_graphic() { c } else { '_' }).collect();
+    let out: String = s
+        .chars()
+        .take(max)
+        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .collect();
     if out.is_empty() { "-".to_string() } else { out }
 }
 
@@ -88,7 +92,12 @@ pub(super) struct Syslog {
 }
 
 impl Syslog {
-    pub(super) fn new(socket: Option<PathBuf>, udp: Option<String>, facility: Facility, app_name: &str) -> anyhow::Result<Syslog> {
+    pub(super) fn new(
+        socket: Option<PathBuf>,
+        udp: Option<String>,
+        facility: Facility,
+        app_name: &str,
+    ) -> anyhow::Result<Syslog> {
         if socket.is_none() && udp.is_none() {
             anyhow::bail!("set `socket` (e.g. /dev/log) and/or `udp` (host:port)");
         }
@@ -107,7 +116,13 @@ impl Syslog {
             }
             None => None,
         };
-        Ok(Syslog { socket, unix: None, udp, facility, app_name: app_name.to_string() })
+        Ok(Syslog {
+            socket,
+            unix: None,
+            udp,
+            facility,
+            app_name: app_name.to_string(),
+        })
     }
 
     /// Send to every configured transport; Ok if at least one took it.
@@ -162,11 +177,17 @@ mod tests {
 
     #[test]
     fn rfc5424_over_unix_and_udp() {
-        let ev = Event { ts: 1_700_000_000_000_000_001, ..Default::default() };
+        let ev = Event {
+            ts: 1_700_000_000_000_000_001,
+            ..Default::default()
+        };
         let a = Alert::new("R", Priority::Error, &[], "o".into(), BTreeMap::new(), &ev, "node a");
         let m = format_rfc5424(&a, Facility::Local0, "monitor");
         // local0 (16) * 8 + error (3) = 131; space in the host name escaped.
-        let prefix = format!("<131>1 2023-11-14T22:13:20.000000001Z node_a monitor {} alert - {{", std::process::id());
+        let prefix = format!(
+            "<131>1 2023-11-14T22:13:20.000000001Z node_a monitor {} alert - {{",
+            std::process::id()
+        );
         assert!(m.starts_with(&prefix), "{m}");
         let json = &m[m.find('{').unwrap()..];
         assert_eq!(serde_json::from_str::<Alert>(json).unwrap(), a);

@@ -61,7 +61,12 @@ impl Webhook {
             }
         }
         let client = b.build().context("cannot build the HTTP client")?;
-        Ok(Webhook { client, url, retries, backoff })
+        Ok(Webhook {
+            client,
+            url,
+            retries,
+            backoff,
+        })
     }
 
     /// Deliver one body; Ok when accepted, Err(reason) after the last attempt.
