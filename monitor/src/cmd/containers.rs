@@ -36,7 +36,13 @@ pub struct Args {
 impl Args {
     pub fn options(&self) -> AttributorOptions {
         let d = RuntimeRoots::default();
-        let pick = |given: &Vec<PathBuf>, default: Vec<PathBuf>| if given.is_empty() { default } else { given.clone() };
+        let pick = |given: &Vec<PathBuf>, default: Vec<PathBuf>| {
+            if given.is_empty() {
+                default
+            } else {
+                given.clone()
+            }
+        };
         AttributorOptions {
             cgroup2_mount: self.cgroup2_mount.clone(),
             roots: RuntimeRoots {
@@ -52,7 +58,8 @@ impl Args {
 }
 
 pub fn main(args: Args) -> anyhow::Result<i32> {
-    let attributor = Attributor::new(args.options()).context("cannot set up container attribution")?;
+    let attributor =
+        Attributor::new(args.options()).context("cannot set up container attribution")?;
     attributor.discover();
     let list = attributor.containers();
     let stdout = std::io::stdout();
@@ -69,9 +76,17 @@ pub fn main(args: Args) -> anyhow::Result<i32> {
 }
 
 fn write_table(out: &mut impl Write, list: &[ContainerSummary]) -> std::io::Result<()> {
-    writeln!(out, "{:<12}  {:<10}  {:<20}  {:<32}  {:<8}  POD", "ID", "RUNTIME", "NAME", "IMAGE", "PID")?;
+    writeln!(
+        out,
+        "{:<12}  {:<10}  {:<20}  {:<32}  {:<8}  POD",
+        "ID", "RUNTIME", "NAME", "IMAGE", "PID"
+    )?;
     for c in list {
-        let pod = c.k8s.as_ref().map(|k| format!("{}/{}", k.namespace, k.pod_name)).unwrap_or_default();
+        let pod = c
+            .k8s
+            .as_ref()
+            .map(|k| format!("{}/{}", k.namespace, k.pod_name))
+            .unwrap_or_default();
         let pid = c.init_pid.map(|p| p.to_string()).unwrap_or_default();
         writeln!(
             out,
@@ -89,11 +104,18 @@ fn write_table(out: &mut impl Write, list: &[ContainerSummary]) -> std::io::Resu
 
 /// Names come from container configs: keep the table's columns, and drop control characters.
 fn clip(s: &str, n: usize) -> String {
-    let clean: String = s.chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     if clean.chars().count() <= n {
         clean
     } else {
-        clean.chars().take(n - 1).chain(std::iter::once('…')).collect()
+        clean
+            .chars()
+            .take(n - 1)
+            .chain(std::iter::once('…'))
+            .collect()
     }
 }
 

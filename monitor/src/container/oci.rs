@@ -242,7 +242,8 @@ pub fn parse_image_ref(image: &str) -> ImageRef {
     }
 }
 
-/// Capability names in kernel order (`CAP_CHOWN` = 0 ...).
+/// Capability names in kernel order (`CAP_CHOWN` = 0 ...), for the tests' full sets.
+#[cfg(test)]
 const CAP_NAMES: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -287,16 +288,14 @@ const CAP_NAMES: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-/// Privileged = every capability up to CAP_CHECKPOINT_RESTORE (40) in the bounding set (runtimes
-/// grant the ones their own list knows; 5.9+ kernels have 41) and a device cgroup rule that
-/// allows every device. That is what `--privileged` / `privileged: true` produce; a container
-/// granted only some of it is not reported as privileged.
+/// Privileged = CAP_SYS_ADMIN in the bounding set and a device cgroup rule that allows every
+/// device: what `--privileged` / `privileged: true` produce, and enough to own the host. Not
+/// "every capability": runtimes only grant the capabilities they hold themselves (podman under
+/// a daemon without CAP_SYS_RESOURCE drops it from a privileged container).
 /// None when the spec has no capabilities section.
 pub fn is_privileged(spec: &Spec) -> Option<bool> {
     let caps = spec.process.as_ref()?.capabilities.as_ref()?;
-    let all_caps = CAP_NAMES
-        .iter()
-        .all(|c| caps.bounding.iter().any(|b| b == c));
+    let sys_admin = caps.bounding.iter().any(|b| b == "CAP_SYS_ADMIN");
     let all_devices = spec
         .linux
         .as_ref()
@@ -312,7 +311,7 @@ pub fn is_privileged(spec: &Spec) -> Option<bool> {
                         .is_none_or(|a| a.contains('r') && a.contains('w') && a.contains('m'))
             })
         });
-    Some(all_caps && all_devices)
+    Some(sys_admin && all_devices)
 }
 
 #[cfg(test)]
@@ -443,7 +442,7 @@ mod tests {
     }
 
     #[test]
-    fn privileged_needs_all_caps_and_all_devices() {
+    fn privileged_needs_sys_admin_and_all_devices() {
         let all: Vec<String> = CAP_NAMES.iter().map(|s| s.to_string()).collect();
         let spec = |caps: Vec<String>, devices: Vec<SpecDevice>| Spec {
             process: Some(SpecProcess {
@@ -476,6 +475,16 @@ mod tests {
         assert_eq!(
             is_privileged(&spec(all[..14].to_vec(), vec![allow_all.clone()])),
             Some(false)
+        );
+        // All but CAP_SYS_RESOURCE (what podman grants when it lacks it) is still privileged.
+        let most: Vec<String> = all
+            .iter()
+            .filter(|c| *c != "CAP_SYS_RESOURCE")
+            .cloned()
+            .collect();
+        assert_eq!(
+            is_privileged(&spec(most, vec![allow_all.clone()])),
+            Some(true)
         );
         let one_dev = SpecDevice {
             major: Some(1),
