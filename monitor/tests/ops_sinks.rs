@@ -262,3 +262,76 @@ async fn bad_webhook_url_is_a_clear_error() {
     let e = Sinks::start(&[cfg], 1).err().unwrap();
     assert_eq!(e.to_string(), "sink webhook: url ftp://x/ must be http or https");
 }
+
+/// The whole alert stage: redaction, rate limiting with a summary at shutdown, the drop alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_redacts_limits_and_summarises() {
+    use monitor::alert::{Dispatcher, RateLimitConfig, Redactor, default_redaction_patterns};
+    let _g = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.json");
+    let sinks = Sinks::start(
+        &[SinkConfig::File {
+            path: path.clone(),
+            max_bytes: 1 << 20,
+            keep: 1,
+        }],
+        100,
+    )
+    .unwrap();
+    let rl = RateLimitConfig {
+        burst: 2,
+        refill_per_second: 0.0,
+        dedup_window: Duration::ZERO,
+        ..Default::default()
+    };
+    let mut d = Dispatcher::new(
+        Redactor::new(&default_redaction_patterns()).unwrap(),
+        rl,
+        Duration::from_secs(10),
+        sinks,
+        "node".into(),
+    );
+    let t0 = Instant::now();
+    for i in 0..5 {
+        let ev = Event {
+            ts: 1_700_000_000_000_000_000 + i,
+            ..Default::default()
+        };
+        let a = Alert::new(
+            "Dispatch",
+            Priority::Error,
+            &[],
+            format!("mysql -pS3cret #{i}"),
+            BTreeMap::new(),
+            &ev,
+            "node",
+        );
+        d.dispatch(a, ev.ts, t0);
+    }
+    d.tick(t0 + Duration::from_secs(1));
+    d.report_drops(&BTreeMap::from([("kernel_ring".to_string(), 3u64)]), t0);
+    d.shutdown(Duration::from_secs(5)).await;
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outputs: Vec<&str> = lines.iter().map(|v| v["output"].as_str().unwrap()).collect();
+    assert_eq!(outputs.len(), 4, "{outputs:?}");
+    assert_eq!(outputs[0], "mysql -p[REDACTED] #0");
+    assert_eq!(outputs[1], "mysql -p[REDACTED] #1");
+    assert!(
+        outputs[2].starts_with("Monitor internal: syscall event drop. 3 events dropped"),
+        "{}",
+        outputs[2]
+    );
+    assert_eq!(lines[3]["suppressed"]["count"], 3);
+    assert_eq!(lines[3]["output_fields"]["monitor.suppressed_count"], 3);
+    assert!(
+        outputs[3].ends_with("first suppressed: mysql -p[REDACTED] #2"),
+        "{}",
+        outputs[3]
+    );
+    assert!(!std::fs::read_to_string(&path).unwrap().contains("S3cret"));
+}
