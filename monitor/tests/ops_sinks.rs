@@ -335,3 +335,140 @@ async fn dispatcher_redacts_limits_and_summarises() {
     );
     assert!(!std::fs::read_to_string(&path).unwrap().contains("S3cret"));
 }
+
+fn openssl(args: &[&str], dir: &std::path::Path) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl command (Debian package openssl) is needed to make test certificates");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a leaf for localhost signed by it, in `dir`: ca.pem, cert.pem, key.pem.
+fn make_certs(dir: &std::path::Path) {
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n",
+    )
+    .unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "1",
+                "-subj",
+                "/CN=test-ca",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+        dir,
+    );
+    openssl(
+        &[
+            &["req", "-new"][..],
+            &ec,
+            &["-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "csr"],
+        ]
+        .concat(),
+        dir,
+    );
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-in",
+            "csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "ext",
+            "-out",
+            "cert.pem",
+        ],
+        dir,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_over_tls_trusts_the_configured_ca_only() {
+    use rustls_pki_types::pem::PemObject;
+    let _g = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(dir.path().join("cert.pem"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.path().join("key.pem")).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = Arc::new(Mutex::new(Vec::<String>::new()));
+    let b = Arc::clone(&bodies);
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let b = Arc::clone(&b);
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let b = Arc::clone(&b);
+                    async move {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        b.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+                        Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
+            });
+        }
+    });
+    let hook = |ca: Option<std::path::PathBuf>| SinkConfig::Webhook {
+        url: format!("https://localhost:{port}/"),
+        timeout: Duration::from_secs(2),
+        retries: 0,
+        backoff: Duration::from_millis(10),
+        headers: BTreeMap::new(),
+        tls_ca: ca,
+    };
+    let sent0 = metric("monitor_sink_sent_alerts_total", "webhook");
+    let dropped0 = metric("monitor_sink_dropped_alerts_total", "webhook");
+    let sinks = Sinks::start(&[hook(Some(dir.path().join("ca.pem")))], 10).unwrap();
+    sinks.send(alert(1));
+    sinks.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(bodies.lock().unwrap().len(), 1);
+    assert_eq!(metric("monitor_sink_sent_alerts_total", "webhook") - sent0, 1.0);
+    // Without our CA the server's certificate is not trusted: nothing delivered, one drop.
+    let sinks = Sinks::start(&[hook(None)], 10).unwrap();
+    sinks.send(alert(2));
+    sinks.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(bodies.lock().unwrap().len(), 1);
+    assert_eq!(metric("monitor_sink_dropped_alerts_total", "webhook") - dropped0, 1.0);
+    server.abort();
+}
