@@ -696,12 +696,11 @@ impl NoiseControl {
             .is_some_and(|t| now.saturating_duration_since(*t) < w);
         if !dup {
             // Bound memory as the bucket map: forget the oldest when full.
-            if self.recent.len() >= self.cfg.max_keys.max(1) {
-                if let Some((old, t)) = self.recent_order.pop_front() {
-                    if self.recent.get(&old) == Some(&t) {
-                        self.recent.remove(&old);
-                    }
-                }
+            if self.recent.len() >= self.cfg.max_keys.max(1)
+                && let Some((old, t)) = self.recent_order.pop_front()
+                && self.recent.get(&old) == Some(&t)
+            {
+                self.recent.remove(&old);
             }
             self.recent.insert(h, now);
             self.recent_order.push_back((h, now));
@@ -776,6 +775,72 @@ impl NoiseControl {
             out.push(a);
         }
         out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The last stage before the sinks
+
+/// Redaction, noise control and the drop alert in front of the sinks: the daemon's alert
+/// stage owns one and calls [`Dispatcher::dispatch`] per match and [`Dispatcher::tick`] about
+/// once a second. Replay and diff do not use it (they print every match, unredacted).
+pub struct Dispatcher {
+    redactor: Redactor,
+    noise: NoiseControl,
+    drops: DropAlerter,
+    sinks: crate::sink::Sinks,
+    hostname: String,
+}
+
+impl Dispatcher {
+    /// `drop_alert_interval`: at most one overload alert per interval (Falco: 1 per 10 s).
+    pub fn new(
+        redactor: Redactor,
+        rate_limit: RateLimitConfig,
+        drop_alert_interval: Duration,
+        sinks: crate::sink::Sinks,
+        hostname: String,
+    ) -> Dispatcher {
+        Dispatcher {
+            redactor,
+            noise: NoiseControl::new(rate_limit),
+            drops: DropAlerter::new(drop_alert_interval),
+            sinks,
+            hostname,
+        }
+    }
+
+    /// Redact, count, rate-limit, then queue for every sink. `event_ts_ns` feeds
+    /// `monitor_event_to_alert_latency_seconds`. Never blocks.
+    pub fn dispatch(&mut self, mut alert: Alert, event_ts_ns: u64, now: Instant) {
+        self.redactor.redact(&mut alert);
+        if let Some(a) = self.noise.admit(alert, now) {
+            metrics::observe_event_to_alert(event_ts_ns);
+            self.sinks.send(std::sync::Arc::new(a));
+        }
+    }
+
+    /// Emit the summaries whose window ended.
+    pub fn tick(&mut self, now: Instant) {
+        for s in self.noise.due_summaries(now) {
+            self.sinks.send(std::sync::Arc::new(s));
+        }
+    }
+
+    /// Report newly observed drops (deltas by stage); emits the overload alert when due.
+    pub fn report_drops(&mut self, new_drops: &BTreeMap<String, u64>, now: Instant) {
+        if let Some(a) = self.drops.observe(new_drops, &self.hostname, now) {
+            metrics::count_alert(&a.rule, a.priority.as_str(), None, None);
+            self.sinks.send(std::sync::Arc::new(a));
+        }
+    }
+
+    /// Flush pending summaries, then let the sinks deliver what they hold (bounded by `timeout`).
+    pub async fn shutdown(mut self, timeout: Duration) {
+        for s in self.noise.flush() {
+            self.sinks.send(std::sync::Arc::new(s));
+        }
+        self.sinks.shutdown(timeout).await;
     }
 }
 
@@ -1065,71 +1130,5 @@ mod tests {
         let a = d.observe(&m, "n", t0 + Duration::from_secs(11)).unwrap();
         assert_eq!(a.output_fields["n_drops_kernel_ring"], 10);
         assert!(d.observe(&BTreeMap::new(), "n", t0 + Duration::from_secs(30)).is_none());
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The last stage before the sinks
-
-/// Redaction, noise control and the drop alert in front of the sinks: the daemon's alert
-/// stage owns one and calls [`Dispatcher::dispatch`] per match and [`Dispatcher::tick`] about
-/// once a second. Replay and diff do not use it (they print every match, unredacted).
-pub struct Dispatcher {
-    redactor: Redactor,
-    noise: NoiseControl,
-    drops: DropAlerter,
-    sinks: crate::sink::Sinks,
-    hostname: String,
-}
-
-impl Dispatcher {
-    /// `drop_alert_interval`: at most one overload alert per interval (Falco: 1 per 10 s).
-    pub fn new(
-        redactor: Redactor,
-        rate_limit: RateLimitConfig,
-        drop_alert_interval: Duration,
-        sinks: crate::sink::Sinks,
-        hostname: String,
-    ) -> Dispatcher {
-        Dispatcher {
-            redactor,
-            noise: NoiseControl::new(rate_limit),
-            drops: DropAlerter::new(drop_alert_interval),
-            sinks,
-            hostname,
-        }
-    }
-
-    /// Redact, count, rate-limit, then queue for every sink. `event_ts_ns` feeds
-    /// `monitor_event_to_alert_latency_seconds`. Never blocks.
-    pub fn dispatch(&mut self, mut alert: Alert, event_ts_ns: u64, now: Instant) {
-        self.redactor.redact(&mut alert);
-        if let Some(a) = self.noise.admit(alert, now) {
-            metrics::observe_event_to_alert(event_ts_ns);
-            self.sinks.send(std::sync::Arc::new(a));
-        }
-    }
-
-    /// Emit the summaries whose window ended.
-    pub fn tick(&mut self, now: Instant) {
-        for s in self.noise.due_summaries(now) {
-            self.sinks.send(std::sync::Arc::new(s));
-        }
-    }
-
-    /// Report newly observed drops (deltas by stage); emits the overload alert when due.
-    pub fn report_drops(&mut self, new_drops: &BTreeMap<String, u64>, now: Instant) {
-        if let Some(a) = self.drops.observe(new_drops, &self.hostname, now) {
-            metrics::count_alert(&a.rule, a.priority.as_str(), None, None);
-            self.sinks.send(std::sync::Arc::new(a));
-        }
-    }
-
-    /// Flush pending summaries, then let the sinks deliver what they hold (bounded by `timeout`).
-    pub async fn shutdown(mut self, timeout: Duration) {
-        for s in self.noise.flush() {
-            self.sinks.send(std::sync::Arc::new(s));
-        }
-        self.sinks.shutdown(timeout).await;
     }
 }

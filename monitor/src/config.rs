@@ -270,10 +270,11 @@ fn strip_position(msg: &str) -> &str {
         Some(i) if msg[i..].contains(" column ") => &msg[..i],
         _ => msg,
     };
-    if let Some((head, tail)) = m.split_once(": ") {
-        if !head.is_empty() && head.chars().all(|c| c.is_ascii_alphanumeric() || "_-.[]".contains(c)) {
-            m = tail;
-        }
+    if let Some((head, tail)) = m.split_once(": ")
+        && !head.is_empty()
+        && head.chars().all(|c| c.is_ascii_alphanumeric() || "_-.[]".contains(c))
+    {
+        m = tail;
     }
     m
 }
@@ -321,14 +322,13 @@ impl Config {
                 if let Some(field) = message
                     .strip_prefix("unknown field `")
                     .and_then(|r| r.split('`').next())
+                    && !key.ends_with(field)
                 {
-                    if !key.ends_with(field) {
-                        key = if key.is_empty() {
-                            field.to_string()
-                        } else {
-                            format!("{key}.{field}")
-                        };
-                    }
+                    key = if key.is_empty() {
+                        field.to_string()
+                    } else {
+                        format!("{key}.{field}")
+                    };
                 }
                 ConfigError::Parse {
                     path: origin.to_path_buf(),
