@@ -867,6 +867,29 @@ memory: { budget_bytes: 256MiB }
     }
 
     #[test]
+    fn load_reads_a_real_file_and_resolve_layers_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.yaml");
+        std::fs::write(&p, "rules: { min_priority: error }\nqueues: { alerts: 7 }\n").unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(c.rules.min_priority, Priority::Error);
+        assert_eq!(c.queues.alerts, 7);
+        let o = RunOverrides {
+            config: Some(p.clone()),
+            min_priority: Some(Priority::Debug),
+            ..Default::default()
+        };
+        let c = Config::resolve(&o).unwrap();
+        assert_eq!(c.rules.min_priority, Priority::Debug);
+        assert_eq!(c.queues.alerts, 7);
+        std::fs::write(&p, "queues: { alerts: 0 }\n").unwrap();
+        assert_eq!(
+            Config::load(Some(&p)).unwrap_err().to_string(),
+            "invalid config: key `queues.alerts`: must be at least 1"
+        );
+    }
+
+    #[test]
     fn byte_sizes() {
         assert_eq!("4096".parse::<ByteSize>().unwrap(), ByteSize(4096));
         assert_eq!("8MiB".parse::<ByteSize>().unwrap(), ByteSize(8 << 20));

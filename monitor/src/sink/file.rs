@@ -54,6 +54,7 @@ impl FileSink {
                 .create(true)
                 .write(true)
                 .truncate(true)
+                .mode(FILE_MODE)
                 .open(&self.path)?;
             self.file = io::BufWriter::new(f);
             self.size = 0;
