@@ -420,11 +420,13 @@ pub fn default_redaction_patterns() -> Vec<RedactionPattern> {
             "private_key_block",
             r"(?s)-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\z)",
         ),
-        // Authorization: Bearer/Basic/Token <credential>, also bare "Bearer <jwt>".
+        // Authorization: Bearer/Basic/Token <credential>; a bare "Bearer <long token>" too. "token"
+        // alone is too common in rule outputs (paths, field names) to key on.
         p(
             "authorization_header",
-            r"(?i)\b(?:bearer|basic|token)\s+(?P<s>[A-Za-z0-9._~+/=-]{8,})",
+            r"(?i)\bauthorization\s*[:=]\s*(?:(?:bearer|basic|token|digest)\s+)?(?P<s>[A-Za-z0-9._~+/=-]{8,})",
         ),
+        p("bearer_token", r"(?i)\bbearer\s+(?P<s>[A-Za-z0-9._~+/=-]{16,})"),
         // AWS access key ids.
         p("aws_access_key_id", r"\b(?P<s>(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16})\b"),
         // GitHub and Slack tokens.
@@ -965,6 +967,14 @@ mod tests {
             "curl -H Authorization: Bearer [REDACTED] url"
         );
         assert_eq!(red("aws AKIAIOSFODNN7EXAMPLE s"), "aws [REDACTED] s");
+        assert_eq!(
+            red("export TOKEN_HDR='Bearer 0123456789abcdefXYZ'"),
+            "export TOKEN_HDR='Bearer [REDACTED]'"
+        );
+        assert_eq!(
+            red("wget --header=authorization:c2VjcmV0OnB3 u"),
+            "wget --header=authorization:[REDACTED] u"
+        );
         assert_eq!(red("GET /x?token=abc123&u=1"), "GET /x?token=[REDACTED]&u=1");
         assert_eq!(red("PGPASSWORD=pw psql"), "PGPASSWORD=[REDACTED] psql");
         assert_eq!(
@@ -982,6 +992,14 @@ mod tests {
         // Nothing secret: unchanged.
         assert_eq!(red("ls -la /etc/passwd"), "ls -la /etc/passwd");
         assert_eq!(red("mysql -u root -p db"), "mysql -u root -p db");
+        // Typical rule outputs keep their evidence: paths that merely contain "secret"/"token".
+        for s in [
+            "Sensitive file opened for reading (user=root command=cat /etc/shadow file=/etc/shadow container_id=abc)",
+            "Service account token read (file=/var/run/secrets/kubernetes.io/serviceaccount/token proc=cat)",
+            "Shell spawned (proc.cmdline=bash -c ls /secrets parent=runc)",
+        ] {
+            assert_eq!(red(s), s);
+        }
     }
 
     #[test]
