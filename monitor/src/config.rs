@@ -270,10 +270,11 @@ fn strip_position(msg: &str) -> &str {
         Some(i) if msg[i..].contains(" column ") => &msg[..i],
         _ => msg,
     };
-    if let Some((head, tail)) = m.split_once(": ") {
-        if !head.is_empty() && head.chars().all(|c| c.is_ascii_alphanumeric() || "_-.[]".contains(c)) {
-            m = tail;
-        }
+    if let Some((head, tail)) = m.split_once(": ")
+        && !head.is_empty()
+        && head.chars().all(|c| c.is_ascii_alphanumeric() || "_-.[]".contains(c))
+    {
+        m = tail;
     }
     m
 }
@@ -321,14 +322,13 @@ impl Config {
                 if let Some(field) = message
                     .strip_prefix("unknown field `")
                     .and_then(|r| r.split('`').next())
+                    && !key.ends_with(field)
                 {
-                    if !key.ends_with(field) {
-                        key = if key.is_empty() {
-                            field.to_string()
-                        } else {
-                            format!("{key}.{field}")
-                        };
-                    }
+                    key = if key.is_empty() {
+                        field.to_string()
+                    } else {
+                        format!("{key}.{field}")
+                    };
                 }
                 ConfigError::Parse {
                     path: origin.to_path_buf(),
@@ -863,6 +863,29 @@ memory: { budget_bytes: 256MiB }
         assert_eq!(
             e.to_string(),
             "cannot read config file /nonexistent/m.yaml: No such file or directory (os error 2)"
+        );
+    }
+
+    #[test]
+    fn load_reads_a_real_file_and_resolve_layers_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.yaml");
+        std::fs::write(&p, "rules: { min_priority: error }\nqueues: { alerts: 7 }\n").unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(c.rules.min_priority, Priority::Error);
+        assert_eq!(c.queues.alerts, 7);
+        let o = RunOverrides {
+            config: Some(p.clone()),
+            min_priority: Some(Priority::Debug),
+            ..Default::default()
+        };
+        let c = Config::resolve(&o).unwrap();
+        assert_eq!(c.rules.min_priority, Priority::Debug);
+        assert_eq!(c.queues.alerts, 7);
+        std::fs::write(&p, "queues: { alerts: 0 }\n").unwrap();
+        assert_eq!(
+            Config::load(Some(&p)).unwrap_err().to_string(),
+            "invalid config: key `queues.alerts`: must be at least 1"
         );
     }
 

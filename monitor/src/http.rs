@@ -292,13 +292,13 @@ fn route(req: Request<Incoming>, readiness: &Readiness, auth: Option<&[u8]>) -> 
         }
         _ => {}
     }
-    if let Some(expected) = auth {
-        if !authorised(&req, expected) {
-            let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
-            r.headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"monitor\""));
-            return r;
-        }
+    if let Some(expected) = auth
+        && !authorised(&req, expected)
+    {
+        let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        r.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"monitor\""));
+        return r;
     }
     match req.uri().path() {
         "/metrics" => {

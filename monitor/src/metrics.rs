@@ -187,6 +187,7 @@ pub fn init() {
     LazyLock::force(&SINK_SENT);
     LazyLock::force(&SINK_DROPPED);
     LazyLock::force(&SINK_QUEUE);
+    register_rules([(crate::alert::DROP_RULE, crate::alert::Priority::Critical.as_str())]);
     ensure_process_collector();
 }
 
@@ -256,6 +257,17 @@ pub fn set_ring_fill(ring: &str, fill: f64) {
     RING_FILL.with_label_values(&[ring]).set(fill.clamp(0.0, 1.0));
 }
 
+/// Export `monitor_alerts_total` and `monitor_alerts_suppressed_total` at 0 for every loaded
+/// rule. Call after each (re)load: a series that first appears at 1 is invisible to
+/// `increase()`/`rate()`, so without this the first match of a rule would not fire the
+/// Prometheus alert rules. `priority` is the Falco spelling (`Priority::as_str`).
+pub fn register_rules<'a>(rules: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    for (rule, priority) in rules {
+        ALERTS.with_label_values(&[rule, priority]).inc_by(0);
+        ALERTS_SUPPRESSED.with_label_values(&[rule]).inc_by(0);
+    }
+}
+
 /// Count one rule match (also the opt-in workload counter). Called by `alert::NoiseControl`.
 pub(crate) fn count_alert(rule: &str, priority: &str, namespace: Option<&str>, pod: Option<&str>) {
     ALERTS.with_label_values(&[rule, priority]).inc();
@@ -321,6 +333,19 @@ mod tests {
         assert_eq!(
             counter_value("monitor_ring_fill_ratio", &[("ring", "events")]),
             Some(1.0)
+        );
+    }
+
+    #[test]
+    fn registered_rules_export_zero() {
+        register_rules([("Zero rule", "Notice")]);
+        assert_eq!(
+            counter_value("monitor_alerts_total", &[("rule", "Zero rule"), ("priority", "Notice")]),
+            Some(0.0)
+        );
+        assert_eq!(
+            counter_value("monitor_alerts_suppressed_total", &[("rule", "Zero rule")]),
+            Some(0.0)
         );
     }
 

@@ -4,9 +4,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::SinkCtx;
+
+/// Alerts can name secrets' paths and users' commands: not world-readable.
+const FILE_MODE: u32 = 0o640;
 
 pub struct FileSink {
     path: PathBuf,
@@ -27,7 +31,11 @@ impl FileSink {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(FILE_MODE)
+            .open(&path)?;
         let size = file.metadata()?.len();
         Ok(FileSink {
             path,
@@ -46,6 +54,7 @@ impl FileSink {
                 .create(true)
                 .write(true)
                 .truncate(true)
+                .mode(FILE_MODE)
                 .open(&self.path)?;
             self.file = io::BufWriter::new(f);
             self.size = 0;
@@ -63,7 +72,11 @@ impl FileSink {
             }
         }
         std::fs::rename(&self.path, rotated(&self.path, 1))?;
-        let f = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(FILE_MODE)
+            .open(&self.path)?;
         self.file = io::BufWriter::new(f);
         self.size = 0;
         Ok(())
@@ -125,6 +138,8 @@ mod tests {
         assert_eq!(read(&rotated(&p, 1)), "line-0004\nline-0005\n");
         assert_eq!(read(&rotated(&p, 2)), "line-0002\nline-0003\n");
         assert!(!rotated(&p, 3).exists());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
     }
 
     #[test]

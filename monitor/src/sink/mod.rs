@@ -220,9 +220,12 @@ impl Sinks {
     /// Queue the alert for every sink. Never blocks; a full queue drops for that sink only.
     pub fn send(&self, alert: Arc<Alert>) {
         for s in &self.sinks {
-            match s.tx.try_send(Arc::clone(&alert)) {
-                Ok(()) => SINK_QUEUE.with_label_values(&[&s.label]).inc(),
-                Err(_) => SINK_DROPPED.with_label_values(&[&s.label]).inc(),
+            // Count before the send so the consumer's decrement never runs first.
+            let q = SINK_QUEUE.with_label_values(&[&s.label]);
+            q.inc();
+            if s.tx.try_send(Arc::clone(&alert)).is_err() {
+                q.dec();
+                SINK_DROPPED.with_label_values(&[&s.label]).inc();
             }
         }
     }

@@ -76,7 +76,11 @@ impl Webhook {
         loop {
             let res = self.client.post(self.url.clone()).body(body.clone()).send().await;
             let (retry, reason) = match res {
-                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) if r.status().is_success() => {
+                    // Reading the (small) answer lets the connection be reused.
+                    let _ = r.bytes().await;
+                    return Ok(());
+                }
                 Ok(r) => {
                     let s = r.status();
                     (s.is_server_error() || s.as_u16() == 429, format!("HTTP status {s}"))
