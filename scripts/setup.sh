@@ -50,7 +50,7 @@ install_bpf_linker() {
   rm -rf "$pfx"
 }
 
-DEB_PACKAGES=(runc podman busybox-static prometheus bpftool iproute2 python3 jq)
+DEB_PACKAGES=(runc podman busybox-static prometheus bpftool iproute2 python3 python3-venv jq curl openssl containerd)
 install_packages() {
   local missing=()
   for p in "${DEB_PACKAGES[@]}"; do
@@ -67,6 +67,16 @@ install_packages() {
   pkill -x prometheus-node-exporter >/dev/null 2>&1 || true
 }
 
+# kubernetes-validate (PyPI) checks deploy/ against the Kubernetes schema; kept in its own venv.
+TOOLS_VENV=/opt/monitor-tools/venv
+install_python_tools() {
+  if [ ! -x "$TOOLS_VENV/bin/kubernetes-validate" ]; then
+    log "installing kubernetes-validate into $TOOLS_VENV"
+    python3 -m venv "$TOOLS_VENV" || die "python3 -m venv failed"
+    "$TOOLS_VENV/bin/pip" install -q kubernetes-validate || die "pip install kubernetes-validate failed"
+  fi
+}
+
 mount_pseudo_fs() {
   mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing || log "tracefs mount failed"
   mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || log "bpffs mount failed"
@@ -76,5 +86,6 @@ mount_pseudo_fs() {
 install_toolchains
 install_bpf_linker
 install_packages
+install_python_tools
 mount_pseudo_fs
 log "ready: Rust $STABLE_PIN, $NIGHTLY_PIN, bpf-linker $BPF_LINKER_VERSION"

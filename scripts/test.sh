@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export RUSTUP_TOOLCHAIN=1.99.1
 export CARGO_TERM_COLOR=never
+export KUBERNETES_VALIDATE=/opt/monitor-tools/venv/bin/kubernetes-validate
 
 echo "== build"
 cargo build --workspace --exclude monitor-ebpf --locked
