@@ -96,7 +96,9 @@ pub fn read_file(path: &Path) -> Result<Vec<Case>, String> {
     let docs = YamlLoader::load_from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let Some(doc) = docs.first() else { return Ok(Vec::new()) };
     let mut base = serde_json::json!({"schema": SCHEMA_VERSION, "ts": 1_700_000_000_000_000_000u64, "ret": 0, "cgroup_id": 0, "process": {}});
-    merge(&mut base, &to_json(&doc["base"]));
+    if !doc["base"].is_badvalue() {
+        merge(&mut base, &to_json(&doc["base"]));
+    }
     let mut out = Vec::new();
     let Yaml::Array(cases) = &doc["cases"] else {
         return Err(format!("{}: no `cases` sequence", path.display()));
@@ -104,7 +106,9 @@ pub fn read_file(path: &Path) -> Result<Vec<Case>, String> {
     for (i, c) in cases.iter().enumerate() {
         let name = c["name"].as_str().map_or_else(|| format!("case {}", i + 1), str::to_string);
         let mut ev = base.clone();
-        merge(&mut ev, &to_json(&c["event"]));
+        if !c["event"].is_badvalue() {
+            merge(&mut ev, &to_json(&c["event"]));
+        }
         let event: Event = serde_json::from_value(ev).map_err(|e| format!("{}: case `{name}`: bad event: {e}", path.display()))?;
         out.push(Case {
             file: path.to_path_buf(),
