@@ -21,6 +21,9 @@ pub enum Cmd {
         /// Also print informational diagnostics.
         #[arg(long, short)]
         verbose: bool,
+        /// Load rules marked `enabled: false` too (to check a whole file).
+        #[arg(long)]
+        all: bool,
         /// Rule files or directories.
         #[arg(default_value = "rules")]
         paths: Vec<PathBuf>,
@@ -46,14 +49,15 @@ pub enum Cmd {
 
 pub fn main(args: Args) -> anyhow::Result<i32> {
     match args.cmd {
-        Cmd::Check { deny_warnings, verbose, paths } => check(&paths, deny_warnings, verbose),
+        Cmd::Check { deny_warnings, verbose, all, paths } => check(&paths, deny_warnings, verbose, all),
         Cmd::Test { fixtures, paths } => test(&paths, fixtures),
         Cmd::Diff { old, new, file } => diff(&old, &new, &file),
     }
 }
 
-fn check(paths: &[PathBuf], deny_warnings: bool, verbose: bool) -> anyhow::Result<i32> {
-    let (set, diags) = rules::load_lenient(paths, &LoadOptions::default());
+fn check(paths: &[PathBuf], deny_warnings: bool, verbose: bool, all: bool) -> anyhow::Result<i32> {
+    let opts = LoadOptions { enable_rules: if all { vec!["*".to_string()] } else { Vec::new() }, ..LoadOptions::default() };
+    let (set, diags) = rules::load_lenient(paths, &opts);
     let mut counts = [0usize; 3];
     for d in &diags {
         counts[d.severity as usize] += 1;

@@ -86,7 +86,8 @@ impl<'a> FileLoader<'a> {
                 continue;
             }
             let Some(items) = doc.as_seq() else {
-                self.sink.error(Code::BadItem, &doc.pos, 1, None, format!("a rules file is a sequence of items, found {}", doc.kind_name()));
+                let pos = doc.as_map().and_then(|m| m.first()).map_or(&doc.pos, |(k, _)| &k.pos);
+                self.sink.error(Code::BadItem, pos, 1, None, format!("a rules file is a sequence of items, found {}", doc.kind_name()));
                 continue;
             };
             for item in items {

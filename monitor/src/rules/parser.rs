@@ -293,7 +293,16 @@ impl P {
                 self.i += 1;
                 Ok(e)
             }
-            Some(c) if is_name_start(c) => self.check_or_macro(),
+            Some(c) if is_name_start(c) => {
+                let save = self.i;
+                for kw in ["and", "or"] {
+                    if self.keyword(kw) {
+                        self.i = save;
+                        return Err(self.err_at(save, save + kw.len(), &format!("expected a field, a macro, `not` or `(`, found `{kw}`")));
+                    }
+                }
+                self.check_or_macro()
+            }
             Some(_) => {
                 let end = self.token_end(self.i);
                 Err(self.err_at(self.i, end, "expected a field, a macro, `not` or `(`"))
