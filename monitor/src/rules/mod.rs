@@ -1,1 +1,516 @@
-//! (in progress)
+//! A Falco-compatible rule engine.
+//!
+//! Layers, each its own module, data flowing one way:
+//!
+//! ```text
+//! files --yaml (positions)--> loader (rules, macros, lists; append/override)
+//!       --parser (lexer + recursive descent, spans)--> AST
+//!       --compile (typed field schema, literals typed, macros/lists expanded)--> program::Node
+//!       --optimize (constant folding, sets/automata, cheapest operand first)
+//!       --index by evt.type--> RuleSet::evaluate
+//! ```
+//!
+//! Every load problem is a [`Diagnostic`] (stable code, file:line:col, caret). Warnings never
+//! stop loading; an error makes [`load`] fail so that [`reload`] keeps the previous rules,
+//! while [`load_lenient`] skips the offending rule and keeps the others (for `rules check` and
+//! for measuring compatibility with rule files written for Falco).
+
+pub mod compile;
+pub mod diag;
+pub mod fields;
+pub mod fixture;
+pub mod loader;
+pub mod output;
+pub mod parser;
+pub mod program;
+pub mod time;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+
+use arc_swap::ArcSwap;
+use prometheus::{IntCounter, IntGauge};
+use serde::Serialize;
+
+use crate::event::Event;
+use compile::{CondSrc, Compiler};
+pub use diag::{Code, Diagnostic, Severity};
+use diag::{Pos, Sink};
+use fields::Ctx;
+use loader::{Defs, ExVal, FileLoader, RuleDef};
+use output::Template;
+use parser::{Expr, Rhs, Span, Value};
+use program::{KindSet, Node};
+
+/// Falco priorities, least severe first (so `>=` means "at least as severe").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Priority {
+    #[default]
+    Debug,
+    Informational,
+    Notice,
+    Warning,
+    Error,
+    Critical,
+    Alert,
+    Emergency,
+}
+
+impl Priority {
+    pub fn parse(s: &str) -> Option<Priority> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "emergency" => Priority::Emergency,
+            "alert" => Priority::Alert,
+            "critical" => Priority::Critical,
+            "error" => Priority::Error,
+            "warning" => Priority::Warning,
+            "notice" => Priority::Notice,
+            "informational" | "info" => Priority::Informational,
+            "debug" => Priority::Debug,
+            _ => return None,
+        })
+    }
+
+    /// Falco's spelling in alerts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Emergency => "Emergency",
+            Priority::Alert => "Alert",
+            Priority::Critical => "Critical",
+            Priority::Error => "Error",
+            Priority::Warning => "Warning",
+            Priority::Notice => "Notice",
+            Priority::Informational => "Informational",
+            Priority::Debug => "Debug",
+        }
+    }
+}
+
+impl Serialize for Priority {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Priority {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Priority::parse(s).ok_or_else(|| format!("`{s}` is not a priority"))
+    }
+}
+
+/// Deploy-time selection. Order of application: `enabled:` in the files, then tags (when
+/// `enable_tags` is set only rules carrying one of them stay), `disable_tags`, then names
+/// (`enable_rules` wins over everything, `disable_rules` over tags), then `min_priority`.
+/// Names accept `*` globs.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    pub min_priority: Priority,
+    pub enable_tags: Vec<String>,
+    pub disable_tags: Vec<String>,
+    pub enable_rules: Vec<String>,
+    pub disable_rules: Vec<String>,
+    /// Files or directories loaded after the main paths (local tuning: append/override).
+    pub overrides: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Match {
+    pub rule: String,
+    pub priority: Priority,
+    pub tags: Vec<String>,
+    pub output: String,
+    pub output_fields: BTreeMap<String, serde_json::Value>,
+}
+
+struct Rule {
+    name: String,
+    priority: Priority,
+    tags: Vec<String>,
+    program: Node,
+    output: Template,
+}
+
+/// A compiled, indexed rule set. Immutable; swap a new one in to change rules.
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// Rule indices (ascending = load order) per event kind id, "any" rules included.
+    by_kind: Vec<Vec<u32>>,
+    hash: String,
+    any_count: usize,
+}
+
+impl RuleSet {
+    pub fn empty() -> RuleSet {
+        RuleSet { rules: Vec::new(), by_kind: vec![Vec::new(); 512], hash: fnv_hex(b""), any_count: 0 }
+    }
+
+    pub fn evaluate(&self, ev: &Event) -> Vec<Match> {
+        let id = ev.kind as u16 as usize;
+        let Some(idx) = self.by_kind.get(id) else { return Vec::new() };
+        if idx.is_empty() {
+            return Vec::new();
+        }
+        let cx = Ctx::new(ev);
+        let mut out = Vec::new();
+        for &i in idx {
+            let r = &self.rules[i as usize];
+            if r.program.eval(&cx) {
+                let (output, output_fields) = r.output.render(&cx);
+                out.push(Match { rule: r.name.clone(), priority: r.priority, tags: r.tags.clone(), output, output_fields });
+            }
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Hash of the loaded files' contents and the load options (FNV-1a 64, not cryptographic:
+    /// it identifies a rule set version in logs and metrics, it does not authenticate it).
+    pub fn content_hash(&self) -> String {
+        self.hash.clone()
+    }
+
+    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.name.as_str())
+    }
+
+    /// Rules with no `evt.type` constraint (evaluated for every event).
+    pub fn unindexed_rules(&self) -> usize {
+        self.any_count
+    }
+}
+
+static RELOAD_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    let c = IntCounter::new("monitor_rules_reload_failures_total", "Rule reloads that failed and kept the previous rule set").expect("valid metric");
+    let _ = prometheus::default_registry().register(Box::new(c.clone()));
+    c
+});
+
+static LOADED: LazyLock<IntGauge> = LazyLock::new(|| {
+    let g = IntGauge::new("monitor_rules_loaded", "Rules in the live rule set").expect("valid metric");
+    let _ = prometheus::default_registry().register(Box::new(g.clone()));
+    g
+});
+
+/// Load, compile and swap in a new rule set atomically. On any error the live set is kept,
+/// `monitor_rules_reload_failures_total` is incremented, and the diagnostics are returned.
+pub fn reload(live: &ArcSwap<RuleSet>, paths: &[PathBuf], opts: &LoadOptions) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
+    match load(paths, opts) {
+        Ok((set, diags)) => {
+            LOADED.set(i64::try_from(set.len()).unwrap_or(i64::MAX));
+            tracing::info!(rules = set.len(), hash = %set.content_hash(), "Rule set reloaded.");
+            live.store(Arc::new(set));
+            Ok(diags)
+        }
+        Err(diags) => {
+            RELOAD_FAILURES.inc();
+            let errors = diags.iter().filter(|d| d.is_error()).count();
+            tracing::warn!(errors, "Rule reload failed; the previous rule set stays live.");
+            Err(diags)
+        }
+    }
+}
+
+/// Record the size of a rule set loaded outside [`reload`] (first load at start-up).
+pub fn set_loaded_metric(set: &RuleSet) {
+    LOADED.set(i64::try_from(set.len()).unwrap_or(i64::MAX));
+    LazyLock::force(&RELOAD_FAILURES);
+}
+
+/// Load rule files. Fails when any diagnostic is an error.
+pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<(RuleSet, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let (set, diags) = load_lenient(paths, opts);
+    if diags.iter().any(Diagnostic::is_error) { Err(diags) } else { Ok((set, diags)) }
+}
+
+/// Expand directories into their `*.yaml`/`*.yml` files, sorted by name.
+pub fn expand_paths(paths: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, std::io::Error)>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            match std::fs::read_dir(p) {
+                Ok(rd) => {
+                    let mut files: Vec<PathBuf> = rd
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                        .collect();
+                    files.sort();
+                    out.extend(files.into_iter().map(Ok));
+                }
+                Err(e) => out.push(Err((p.clone(), e))),
+            }
+        } else {
+            out.push(Ok(p.clone()));
+        }
+    }
+    out
+}
+
+/// Load what can be loaded: rules with errors are skipped (and reported), the rest compiled.
+pub fn load_lenient(paths: &[PathBuf], opts: &LoadOptions) -> (RuleSet, Vec<Diagnostic>) {
+    let mut sink = Sink::default();
+    let mut defs = Defs::default();
+    let mut hasher = Fnv::new();
+    let files = expand_paths(paths).into_iter().chain(expand_paths(&opts.overrides));
+    for f in files {
+        let path = match f {
+            Ok(p) => p,
+            Err((p, e)) => {
+                let pos = Pos { file: p.display().to_string().into(), line: 1, col: 1 };
+                sink.error(Code::Io, &pos, 1, None, format!("cannot read directory: {e}"));
+                continue;
+            }
+        };
+        let name: Arc<str> = path.display().to_string().into();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                hasher.write(name.as_bytes());
+                hasher.write(text.as_bytes());
+                let text: Arc<str> = text.into();
+                sink.add_file(name.clone(), text.clone());
+                FileLoader::new(&mut defs, &mut sink, text).load(name);
+            }
+            Err(e) => {
+                let pos = Pos { file: name, line: 1, col: 1 };
+                sink.error(Code::Io, &pos, 1, None, format!("cannot read rule file: {e}"));
+            }
+        }
+    }
+    hasher.write(format!("{opts:?}").as_bytes());
+    let set = build(defs, opts, &mut sink, hasher.hex());
+    (set, dedup(sink.diags))
+}
+
+/// Load rules from in-memory text (tests, `rules check` on stdin); `name` labels diagnostics.
+pub fn load_str(name: &str, text: &str, opts: &LoadOptions) -> (RuleSet, Vec<Diagnostic>) {
+    let mut sink = Sink::default();
+    let mut defs = Defs::default();
+    let name: Arc<str> = name.into();
+    let text: Arc<str> = text.into();
+    sink.add_file(name.clone(), text.clone());
+    FileLoader::new(&mut defs, &mut sink, text.clone()).load(name);
+    let mut h = Fnv::new();
+    h.write(text.as_bytes());
+    let set = build(defs, opts, &mut sink, h.hex());
+    (set, dedup(sink.diags))
+}
+
+/// A problem inside a macro shared by many rules is reported once, naming the first rule.
+fn dedup(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut seen = std::collections::HashSet::new();
+    diags.into_iter().filter(|d| seen.insert((d.code, d.pos.clone(), d.message.clone()))).collect()
+}
+
+fn name_matches(pattern: &str, name: &str) -> bool {
+    if pattern.contains('*') { program::Glob::new(pattern).is_ok_and(|g| g.matches(name)) } else { pattern == name }
+}
+
+fn selected(r: &RuleDef, opts: &LoadOptions) -> bool {
+    let mut on = r.enabled;
+    if !opts.enable_tags.is_empty() {
+        on = on && r.tags.iter().any(|t| opts.enable_tags.contains(t));
+    }
+    if r.tags.iter().any(|t| opts.disable_tags.contains(t)) {
+        on = false;
+    }
+    if opts.disable_rules.iter().any(|p| name_matches(p, &r.name)) {
+        on = false;
+    }
+    if opts.enable_rules.iter().any(|p| name_matches(p, &r.name)) {
+        on = true;
+    }
+    on && r.priority.unwrap_or_default() >= opts.min_priority
+}
+
+fn build(mut defs: Defs, opts: &LoadOptions, sink: &mut Sink, hash: String) -> RuleSet {
+    // Parse every macro once (errors reported at the macro, whether used or not).
+    let mut names: Vec<String> = defs.macros.keys().cloned().collect();
+    names.sort();
+    for n in names {
+        let Some(m) = defs.macros.get_mut(&n) else { continue };
+        match parser::parse(&m.cond.text) {
+            Ok(e) => m.parsed = Some(e),
+            Err(e) => {
+                let code = if e.too_deep { Code::TooDeep } else { Code::Syntax };
+                let pos = m.cond.locate(e.span.start);
+                sink.error(code, &pos, e.span.len(), Some(&format!("macro {n}")), e.message);
+            }
+        }
+    }
+    for sel in [&opts.enable_rules, &opts.disable_rules] {
+        for p in sel {
+            if !defs.rules.iter().any(|r| name_matches(p, &r.name)) {
+                let pos = Pos { file: "<options>".into(), line: 1, col: 1 };
+                sink.warn(Code::SelectionUnused, &pos, 1, None, format!("rule selection `{p}` matches no rule"));
+            }
+        }
+    }
+
+    let mut rules = Vec::new();
+    let mut kinds_of = Vec::new();
+    for r in &defs.rules {
+        if !selected(r, opts) {
+            continue;
+        }
+        if r.source != "syscall" {
+            sink.warn(Code::BadItem, &r.pos, r.name.len(), Some(&r.name), format!("rule source `{}` is not supported (only syscall); rule skipped", r.source));
+            continue;
+        }
+        let Some(cond) = &r.cond else { continue };
+        let compiled = compile_rule(r, cond, &defs, sink);
+        let Some((program, output)) = compiled else { continue };
+        let kinds = program.kinds();
+        if matches!(program, Node::Const(false)) || kinds.as_ref().is_some_and(KindSet::is_empty) {
+            sink.warn(Code::UncapturedEventType, &r.pos, r.name.len(), Some(&r.name), "rule can never fire with the monitor's events (see the warnings above)".to_string());
+        }
+        kinds_of.push(kinds);
+        rules.push(Rule { name: r.name.clone(), priority: r.priority.unwrap_or_default(), tags: r.tags.clone(), program, output });
+    }
+
+    let mut by_kind = vec![Vec::new(); 512];
+    let mut any_count = 0;
+    for (i, k) in kinds_of.iter().enumerate() {
+        let i = u32::try_from(i).unwrap_or(u32::MAX);
+        match k {
+            Some(set) => {
+                for kind in set.iter() {
+                    by_kind[kind as u16 as usize].push(i);
+                }
+            }
+            None => {
+                any_count += 1;
+                for kind in monitor_common::EventType::ALL {
+                    by_kind[*kind as u16 as usize].push(i);
+                }
+            }
+        }
+    }
+    RuleSet { rules, by_kind, hash, any_count }
+}
+
+/// Compile one rule: condition, exceptions, output. `None` when it has errors (reported).
+fn compile_rule(r: &RuleDef, cond: &CondSrc, defs: &Defs, sink: &mut Sink) -> Option<(Node, Template)> {
+    let first_diag = sink.diags.len();
+    let expr = match parser::parse(&cond.text) {
+        Ok(e) => e,
+        Err(e) => {
+            let code = if e.too_deep { Code::TooDeep } else { Code::Syntax };
+            sink.error(code, &cond.locate(e.span.start), e.span.len(), Some(&r.name), e.message);
+            return None;
+        }
+    };
+    let mut c = Compiler::new(&defs.macros, &defs.lists, sink, &r.name);
+    let mut node = c.expr(&expr, cond);
+    let mut ex_nodes = Vec::new();
+    for ex in &r.exceptions {
+        // Validate fields at their own position.
+        for (f, pos) in &ex.fields {
+            let fe = compile::field_expr(f);
+            if let fields::Lookup::Unknown = fields::lookup(&fe.name, fe.arg.as_deref()) {
+                c.errors += 1;
+                c.sink.error(Code::BadException, pos, f.len(), Some(&r.name), format!("exception `{}`: unknown field `{f}`", ex.name));
+            }
+        }
+        for row in &ex.values {
+            let mut checks = Vec::new();
+            for (i, cell) in row.iter().enumerate() {
+                let field_text = if ex.single { &ex.fields[0].0 } else { &ex.fields[i].0 };
+                let comp = if ex.single { &ex.comps[0] } else { &ex.comps[i] };
+                let Some(op) = op_from(comp) else {
+                    c.errors += 1;
+                    c.sink.error(Code::BadException, &ex.pos, 1, Some(&r.name), format!("exception `{}`: `{comp}` is not an operator", ex.name));
+                    continue;
+                };
+                let (pos, rhs) = match cell {
+                    ExVal::One(text, pos) if matches!(op, parser::Op::In | parser::Op::Intersects | parser::Op::PMatch) => {
+                        (pos.clone(), Rhs::List(vec![Value { text: text.clone(), quoted: false, span: Span::default() }], Span::default()))
+                    }
+                    ExVal::One(text, pos) => (pos.clone(), Rhs::Value(Value { text: text.clone(), quoted: false, span: Span::default() })),
+                    ExVal::Many(items, pos) => (
+                        pos.clone(),
+                        Rhs::List(items.iter().map(|(t, _)| Value { text: t.clone(), quoted: false, span: Span::default() }).collect(), Span::default()),
+                    ),
+                };
+                let e = Expr::Check { field: compile::field_expr(field_text), op, op_span: Span::default(), rhs };
+                let src = CondSrc::synthetic(String::new(), pos);
+                checks.push(c.expr(&e, &src));
+            }
+            ex_nodes.push(Node::And(checks));
+        }
+    }
+    if !ex_nodes.is_empty() {
+        node = Node::And(vec![node, Node::Not(Box::new(Node::Or(ex_nodes)))]);
+    }
+    let errors = c.errors;
+    let out_src = r.output.clone().unwrap_or_default();
+    let output = Template::compile(&out_src, sink, &r.name);
+    if errors > 0 {
+        if r.skip_if_unknown && sink.diags[first_diag..].iter().filter(|d| d.is_error()).all(|d| d.code == Code::UnknownField) {
+            for d in &mut sink.diags[first_diag..] {
+                d.severity = Severity::Info;
+            }
+        }
+        return None;
+    }
+    Some((node.optimize(), output))
+}
+
+fn op_from(s: &str) -> Option<parser::Op> {
+    use parser::Op;
+    Some(match s {
+        "=" | "==" => Op::Eq,
+        "!=" => Op::Ne,
+        "<" => Op::Lt,
+        "<=" => Op::Le,
+        ">" => Op::Gt,
+        ">=" => Op::Ge,
+        "in" => Op::In,
+        "intersects" => Op::Intersects,
+        "pmatch" => Op::PMatch,
+        "contains" => Op::Contains,
+        "icontains" => Op::IContains,
+        "startswith" => Op::StartsWith,
+        "endswith" => Op::EndsWith,
+        "glob" => Op::Glob,
+        "regex" => Op::Regex,
+        _ => return None,
+    })
+}
+
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, b: &[u8]) {
+        for x in b {
+            self.0 ^= u64::from(*x);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+fn fnv_hex(b: &[u8]) -> String {
+    let mut f = Fnv::new();
+    f.write(b);
+    f.hex()
+}
+
+/// Path of the repository's shipped rules relative to a crate manifest dir (tests, tools).
+pub fn shipped_rules_dir(manifest_dir: &Path) -> PathBuf {
+    manifest_dir.join("..").join("rules")
+}
