@@ -4,4 +4,5 @@
 //!
 //! Area-specific helpers live in their own modules.
 
+pub mod containers;
 pub mod harness;
