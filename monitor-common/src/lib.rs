@@ -12,5 +12,5 @@
 pub mod kind;
 pub mod wire;
 
-pub use kind::EventType;
+pub use kind::{EventType, Family, MAX_KIND_ID};
 pub use wire::*;

@@ -1,10 +1,11 @@
-//! Record layouts. Payload structs for each family are added next to the header by the capture
-//! code; every one follows the same rules (repr(C), no bool, size pinned).
+//! Record layouts. Every record is `EventHeader | Payload | strings`, where the strings are the
+//! byte runs whose lengths are in `Payload::str_len` (S0..S3, in order, no terminators).
+//! What each string and each `aux` slot means depends on the kind; `Slot` names them.
 
 use core::mem::size_of;
 
 /// Bumped whenever any layout in this module changes; the decoder rejects other versions.
-pub const WIRE_VERSION: u16 = 1;
+pub const WIRE_VERSION: u16 = 2;
 
 /// Length of `comm` as the kernel keeps it (TASK_COMM_LEN).
 pub const COMM_LEN: usize = 16;
@@ -14,6 +15,18 @@ pub const MAP_EVENTS_BULK: &str = "EVENTS_BULK";
 pub const MAP_EVENTS_URGENT: &str = "EVENTS_URGENT";
 pub const MAP_KIND_ENABLED: &str = "KIND_ENABLED";
 pub const MAP_DROPS: &str = "DROPS";
+pub const MAP_SKIP_CGROUPS: &str = "SKIP_CGROUPS";
+/// Read-only globals set at load time.
+pub const GLOBAL_OFFSETS: &str = "OFFSETS";
+pub const GLOBAL_CONFIG: &str = "CONFIG";
+
+/// Capacity of one string slot, terminator included (the kernel side masks lengths with
+/// `STR_MASK`, which is what lets the verifier bound every copy).
+pub const STR_CAP: usize = 4096;
+pub const STR_MASK: usize = STR_CAP - 1;
+pub const STR_SLOTS: usize = 4;
+/// Bytes reserved for a copied `struct sockaddr` (sockaddr_un is 110).
+pub const SOCKADDR_CAP: usize = 128;
 
 /// Common prefix of every record.
 #[repr(C)]
@@ -54,5 +67,243 @@ pub struct EventHeader {
 
 const _: () = assert!(size_of::<EventHeader>() == 104);
 
+/// What the kernel knew about a socket (from `struct sock_common`), network byte order for
+/// addresses, host order for ports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockInfo {
+    /// AF_* family, 0 when the fd was not a socket.
+    pub family: u16,
+    /// SOCK_STREAM, SOCK_DGRAM ...
+    pub sock_type: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+}
+
+const _: () = assert!(size_of::<SockInfo>() == 40);
+
+/// Fixed part after the header.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Payload {
+    /// The syscall's arguments as captured at entry.
+    pub args: [u64; 6],
+    /// Kind-specific numbers, see [`aux`].
+    pub aux: [u64; 4],
+    /// Lengths of the strings that follow this struct, in slot order.
+    pub str_len: [u16; STR_SLOTS],
+    /// [`FdKind`] of the object the event acted on (open's result, connect's socket ...).
+    pub fd_kind: u8,
+    /// [`flags`] bits.
+    pub flags: u8,
+    pub sockaddr_len: u16,
+    pub _pad: u32,
+    pub sock: SockInfo,
+    /// The caller's `struct sockaddr`, copied at syscall entry (connect, bind).
+    pub sockaddr: [u8; SOCKADDR_CAP],
+}
+
+const _: () = assert!(size_of::<Payload>() == 48 + 32 + 8 + 8 + 40 + SOCKADDR_CAP);
+
+impl Default for Payload {
+    fn default() -> Self {
+        Payload {
+            args: [0; 6],
+            aux: [0; 4],
+            str_len: [0; STR_SLOTS],
+            fd_kind: 0,
+            flags: 0,
+            sockaddr_len: 0,
+            _pad: 0,
+            sock: SockInfo::default(),
+            sockaddr: [0; SOCKADDR_CAP],
+        }
+    }
+}
+
+/// Offset of the first string byte in a record.
+pub const STRINGS_OFFSET: usize = size_of::<EventHeader>() + size_of::<Payload>();
+/// Largest record the kernel writes.
+pub const MAX_RECORD: usize = STRINGS_OFFSET + STR_SLOTS * STR_CAP;
+
+/// String slots. Their meaning per kind:
+/// - exec: S0 exe path (kernel, mm->exe_file), S1 argv (NUL-separated, from mm->arg_start),
+///   S2 cwd (kernel), S3 the filename passed to exec (bprm->filename).
+/// - path-taking syscalls: S0 path of the result/fd argument resolved by the kernel (open's
+///   returned fd, fchmod's fd, dup's new fd, setns' fd), S1 first user path, S2 second user
+///   path (rename/link new path, symlink target, mount target), S3 the kernel-resolved
+///   directory the first user path is relative to (dirfd or cwd; only when S1 is relative).
+/// - mount: S0 fstype (user), S1 source, S2 target.
+pub mod slot {
+    pub const KPATH: usize = 0;
+    pub const EXE: usize = 0;
+    pub const USER1: usize = 1;
+    pub const ARGV: usize = 1;
+    pub const USER2: usize = 2;
+    pub const CWD: usize = 2;
+    pub const PREFIX: usize = 3;
+    pub const FILENAME: usize = 3;
+}
+
+/// `aux` slots per kind.
+/// - exec: aux[0] tty (new_encode_dev), aux[1] stdio fd kinds (3 bytes), aux[2] argv full length.
+/// - clone family: aux[0] child tid, aux[1] clone flags (clone3: read from clone_args),
+///   aux[2] child tgid (0 when unknown).
+/// - procexit: aux[0] task exit_code (status as wait(2) reports it).
+/// - openat2: aux[0] open_how.flags, aux[1] open_how.mode, aux[2] open_how.resolve.
+/// - dup family: aux[0] FdKind of oldfd.
+pub mod aux {}
+
+/// Payload flag bits.
+pub mod flags {
+    /// argv was longer than the slot.
+    pub const ARGS_TRUNCATED: u8 = 1 << 0;
+    /// S0 came from the kernel's own objects.
+    pub const KPATH_OK: u8 = 1 << 1;
+    /// A path walk hit its component bound before the root.
+    pub const PATH_TRUNCATED: u8 = 1 << 2;
+    /// The exec'd file's inode lives on an overlayfs upper layer.
+    pub const EXE_UPPER: u8 = 1 << 3;
+    /// The task is a thread-group leader exiting (procexit of the whole process).
+    pub const GROUP_DEAD: u8 = 1 << 4;
+}
+
+/// Object behind an fd, as the kernel classifies it (inode mode, socket family, fs magic).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdKind {
+    None = 0,
+    File = 1,
+    Directory = 2,
+    Ipv4 = 3,
+    Ipv6 = 4,
+    Unix = 5,
+    Pipe = 6,
+    Tty = 7,
+    Memfd = 8,
+    Netlink = 9,
+    OtherSocket = 10,
+    Char = 11,
+    Anon = 12,
+    Unknown = 15,
+}
+
+impl FdKind {
+    pub const fn from_u8(v: u8) -> FdKind {
+        match v {
+            1 => FdKind::File,
+            2 => FdKind::Directory,
+            3 => FdKind::Ipv4,
+            4 => FdKind::Ipv6,
+            5 => FdKind::Unix,
+            6 => FdKind::Pipe,
+            7 => FdKind::Tty,
+            8 => FdKind::Memfd,
+            9 => FdKind::Netlink,
+            10 => FdKind::OtherSocket,
+            11 => FdKind::Char,
+            12 => FdKind::Anon,
+            0 => FdKind::None,
+            _ => FdKind::Unknown,
+        }
+    }
+}
+
+/// Kernel struct member offsets (bytes), read from /sys/kernel/btf/vmlinux at load time and
+/// passed to the programs as a read-only global, so one object runs on any kernel layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Offsets {
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_cred: u32,
+    pub task_start_boottime: u32,
+    pub task_loginuid: u32,
+    pub task_nsproxy: u32,
+    pub task_mm: u32,
+    pub task_fs: u32,
+    pub task_files: u32,
+    pub task_exit_code: u32,
+    pub task_signal: u32,
+    pub task_group_leader: u32,
+    pub task_thread_pid: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub cred_euid: u32,
+    pub cred_egid: u32,
+    pub cred_cap_effective: u32,
+    pub nsproxy_mnt_ns: u32,
+    pub mnt_namespace_inum: u32,
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    pub upid_size: u32,
+    pub upid_ns: u32,
+    pub pid_namespace_inum: u32,
+    pub mm_exe_file: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub fs_root: u32,
+    pub fs_pwd: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub fdt_max_fds: u32,
+    pub file_f_path: u32,
+    pub file_f_inode: u32,
+    pub file_private_data: u32,
+    pub inode_i_mode: u32,
+    pub inode_i_rdev: u32,
+    pub inode_i_sb: u32,
+    pub sb_s_magic: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name: u32,
+    pub dentry_d_inode: u32,
+    pub qstr_len: u32,
+    pub qstr_name: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    pub mount_mnt: u32,
+    pub vfsmount_mnt_root: u32,
+    pub vfsmount_mnt_sb: u32,
+    pub socket_type: u32,
+    pub socket_sk: u32,
+    pub sk_family: u32,
+    pub sk_daddr: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_dport: u32,
+    pub sk_num: u32,
+    pub sk_v6_daddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    pub signal_tty: u32,
+    pub tty_index: u32,
+    pub tty_driver: u32,
+    pub driver_major: u32,
+    pub driver_minor_start: u32,
+    /// Offset of `child_pid` in the sched_process_fork tracepoint record (from tracefs format).
+    pub tp_fork_child_pid: u32,
+    pub _pad: u32,
+}
+
+/// Run-time switches, a read-only global.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Config {
+    /// The daemon's own tgid: never reported.
+    pub self_tgid: u32,
+    /// Non-zero: drop events from the host mount namespace and from SKIP_CGROUPS.
+    pub containers_only: u32,
+    /// Mount namespace inode of pid 1 (the host's).
+    pub host_mntns: u32,
+    pub _pad: u32,
+}
+
 #[cfg(feature = "user")]
-unsafe impl aya::Pod for EventHeader {}
+mod pod {
+    unsafe impl aya::Pod for super::EventHeader {}
+    unsafe impl aya::Pod for super::Payload {}
+    unsafe impl aya::Pod for super::Offsets {}
+    unsafe impl aya::Pod for super::Config {}
+}

@@ -1,1 +1,1176 @@
-//! (in progress)
+//! Ring-buffer record -> owned [`Event`]. Checks version and lengths before reading anything,
+//! counts every malformed record (`monitor_decode_errors_total{reason}`), never panics. Strings
+//! from the kernel are untrusted bytes: invalid UTF-8, control characters and backslashes come
+//! out escaped (`\xNN`, `\\`), and every string is bounded.
+//!
+//! The decoder fills what the record says; process-table fields (ancestors, exepath of non-exec
+//! events) and the procfs fallbacks are added by `bpf` and `proctable`.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use monitor_common::{
+    EventHeader, EventType, FdKind, Payload, STR_CAP, STR_SLOTS, STRINGS_OFFSET, WIRE_VERSION,
+    flags, slot,
+};
+use prometheus::{IntCounterVec, Opts};
+
+use crate::event::{Arg, Event, Fd, FdType, NetTuple, Process, SCHEMA_VERSION, Source};
+
+/// Labels: reason in {short, version, length, kind, strings}.
+pub static DECODE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "monitor_decode_errors_total",
+        "Ring-buffer records rejected by the decoder, by reason (short, version, length, kind, strings)",
+        &["reason"],
+    )
+});
+
+/// Labels: type = Falco event type name (bounded by `EventType::ALL`).
+pub static EVENTS_DECODED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "monitor_capture_events_total",
+        "Events decoded from the kernel, by event type",
+        &["type"],
+    )
+});
+
+/// A counter vector in the default registry. If another module registered the same name
+/// first, this one still counts (unexported) rather than taking the process down.
+pub(crate) fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let v = IntCounterVec::new(Opts::new(name, help), labels)
+        .expect("static metric definition is valid");
+    if let Err(e) = prometheus::default_registry().register(Box::new(v.clone())) {
+        tracing::warn!(metric = name, error = %e, "Metric could not be registered; it will not be exported.");
+    }
+    v
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than the fixed header and payload")]
+    Short(usize),
+    #[error("record has wire version {0}, this build reads {WIRE_VERSION}")]
+    Version(u16),
+    #[error("record claims {claimed} bytes but {actual} arrived")]
+    Length { claimed: u32, actual: usize },
+    #[error("record has unknown event kind {0}")]
+    Kind(u16),
+    #[error("record string lengths overrun the record")]
+    Strings,
+}
+
+impl DecodeError {
+    fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Short(_) => "short",
+            DecodeError::Version(_) => "version",
+            DecodeError::Length { .. } => "length",
+            DecodeError::Kind(_) => "kind",
+            DecodeError::Strings => "strings",
+        }
+    }
+}
+
+/// Bound on one decoded string, in input bytes (the kernel slot is smaller anyway).
+pub const MAX_STR: usize = STR_CAP;
+/// Bound on argv entries kept.
+pub const MAX_ARGS: usize = 256;
+
+/// Escape untrusted bytes: printable UTF-8 as is, `\` as `\\`, control characters and invalid
+/// bytes as `\xNN`; at most `max` input bytes.
+pub fn escape_bytes(b: &[u8], max: usize) -> String {
+    let b = &b[..b.len().min(max)];
+    let mut out = String::with_capacity(b.len());
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else if c.is_control() {
+                let mut buf = [0u8; 4];
+                for byte in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{byte:02x}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+fn cstr(b: &[u8]) -> &[u8] {
+    &b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]
+}
+
+/// A record checked for version, kind and lengths.
+pub struct Record<'a> {
+    pub header: EventHeader,
+    pub payload: Payload,
+    pub kind: EventType,
+    pub strings: [&'a [u8]; STR_SLOTS],
+}
+
+impl Record<'_> {
+    pub fn str(&self, slot: usize) -> Option<String> {
+        let s = self.strings[slot];
+        (!s.is_empty()).then(|| escape_bytes(s, MAX_STR))
+    }
+}
+
+pub fn parse(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
+    if bytes.len() < size_of::<EventHeader>() {
+        return Err(DecodeError::Short(bytes.len()));
+    }
+    // SAFETY: length checked; EventHeader is plain data (repr(C), integers only), read unaligned.
+    let header: EventHeader = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    if header.version != WIRE_VERSION {
+        return Err(DecodeError::Version(header.version));
+    }
+    if header.len as usize != bytes.len() {
+        return Err(DecodeError::Length {
+            claimed: header.len,
+            actual: bytes.len(),
+        });
+    }
+    if bytes.len() < STRINGS_OFFSET {
+        return Err(DecodeError::Short(bytes.len()));
+    }
+    let kind = EventType::from_id(header.kind).ok_or(DecodeError::Kind(header.kind))?;
+    // SAFETY: as above; Payload is integers and byte arrays only.
+    let payload: Payload =
+        unsafe { std::ptr::read_unaligned(bytes.as_ptr().add(size_of::<EventHeader>()).cast()) };
+    let mut strings: [&[u8]; STR_SLOTS] = [&[]; STR_SLOTS];
+    let mut at = STRINGS_OFFSET;
+    for (i, &len) in payload.str_len.iter().enumerate() {
+        let end = at.checked_add(len as usize).ok_or(DecodeError::Strings)?;
+        strings[i] = bytes.get(at..end).ok_or(DecodeError::Strings)?;
+        at = end;
+    }
+    Ok(Record {
+        header,
+        payload,
+        kind,
+        strings,
+    })
+}
+
+/// Converts records to events; holds the clock offset and boot id.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    /// Unix epoch ns minus boot-clock ns, measured once at start.
+    pub boot_offset_ns: i128,
+    pub boot_id: String,
+}
+
+impl Decoder {
+    pub fn new(boot_offset_ns: i128, boot_id: String) -> Decoder {
+        Decoder {
+            boot_offset_ns,
+            boot_id,
+        }
+    }
+
+    /// From this machine's clocks and /proc/sys/kernel/random/boot_id.
+    pub fn from_system() -> Decoder {
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown-boot".to_string());
+        Decoder::new(boot_offset_ns(), boot_id)
+    }
+
+    pub fn boot_to_epoch(&self, boot_ns: u64) -> u64 {
+        let v = boot_ns as i128 + self.boot_offset_ns;
+        v.clamp(0, u64::MAX as i128) as u64
+    }
+
+    /// Decode one record, counting errors and events.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Event, DecodeError> {
+        match parse(bytes) {
+            Ok(r) => {
+                EVENTS_DECODED.with_label_values(&[r.kind.name()]).inc();
+                Ok(self.event(&r))
+            }
+            Err(e) => {
+                DECODE_ERRORS.with_label_values(&[e.reason()]).inc();
+                Err(e)
+            }
+        }
+    }
+
+    pub fn event(&self, r: &Record<'_>) -> Event {
+        let h = &r.header;
+        let p = &r.payload;
+        let process = Process {
+            pid: h.tgid,
+            tid: h.tid,
+            ppid: h.ppid,
+            comm: escape_bytes(cstr(&h.comm), 16),
+            uid: h.uid,
+            gid: h.gid,
+            euid: h.euid,
+            egid: h.egid,
+            loginuid: (h.loginuid != u32::MAX).then_some(h.loginuid),
+            cap_effective: h.cap_effective,
+            pidns: h.pidns as u64,
+            mntns: h.mntns as u64,
+            start_ts: self.boot_to_epoch(h.start_boot_ns),
+            exec_id: format!("{}-{}-{}", self.boot_id, h.tgid, h.start_boot_ns),
+            ..Process::default()
+        };
+        let mut ev = Event {
+            schema: SCHEMA_VERSION,
+            ts: self.boot_to_epoch(h.ts_boot_ns),
+            kind: r.kind,
+            ret: h.ret,
+            process,
+            fd: None,
+            args: BTreeMap::new(),
+            cgroup_id: h.cgroup_id,
+            container: Default::default(),
+        };
+        let a = p.args;
+        let int = |v: u64| Arg::Int(v as i64);
+        let int32 = |v: u64| Arg::Int(v as i32 as i64);
+        use EventType::*;
+        match r.kind {
+            Execve | Execveat => fill_exec(&mut ev, r),
+            Clone | Clone3 | Fork | Vfork => {
+                ev.args.insert(
+                    "flags".into(),
+                    Arg::Flags {
+                        raw: p.aux[1] as i64,
+                        text: flag_text(p.aux[1], CLONE_FLAGS),
+                    },
+                );
+                ev.args.insert("child_tid".into(), int(p.aux[0]));
+                ev.args.insert("child_pid".into(), int(p.aux[2]));
+            }
+            ProcExit => {
+                let status = p.aux[0] as u32;
+                ev.args.insert("status".into(), Arg::Int(status as i64));
+                ev.args
+                    .insert("code".into(), Arg::Int(((status >> 8) & 0xff) as i64));
+                ev.args
+                    .insert("sig".into(), Arg::Int((status & 0x7f) as i64));
+                ev.args
+                    .insert("core".into(), Arg::Int(((status & 0x80) != 0) as i64));
+            }
+            Open | Openat | Openat2 | Creat => {
+                let (flags_v, mode) = match r.kind {
+                    Open => (a[1], a[2]),
+                    Openat => (a[2], a[3]),
+                    Openat2 => (p.aux[0], p.aux[1]),
+                    // creat(path, mode) is open(O_CREAT|O_WRONLY|O_TRUNC).
+                    _ => (0o1101, a[1]),
+                };
+                ev.args.insert(
+                    "flags".into(),
+                    Arg::Flags {
+                        raw: flags_v as i64,
+                        text: open_flags_text(flags_v),
+                    },
+                );
+                ev.args
+                    .insert("mode".into(), Arg::Int((mode & 0o7777) as i64));
+                if matches!(r.kind, Openat | Openat2) {
+                    ev.args.insert("dirfd".into(), int32(a[0]));
+                }
+                if r.kind == Openat2 {
+                    ev.args.insert("resolve".into(), int(p.aux[2]));
+                }
+                let mut fd = path_fd(r);
+                if h.ret >= 0 {
+                    fd.num = Some(h.ret);
+                }
+                ev.fd = Some(fd);
+            }
+            Unlink | Unlinkat | Rename | Renameat | Renameat2 | Mkdir | Mkdirat | Rmdir | Link
+            | Linkat | Symlink | Symlinkat | Chmod | Fchmodat | Chown | Lchown | Fchownat
+            | Truncate | Chroot | Pivotroot | Umount2 => {
+                match r.kind {
+                    Mkdir | Chmod => {
+                        ev.args
+                            .insert("mode".into(), Arg::Int((a[1] & 0o7777) as i64));
+                    }
+                    Mkdirat | Fchmodat => {
+                        ev.args
+                            .insert("mode".into(), Arg::Int((a[2] & 0o7777) as i64));
+                    }
+                    Unlinkat | Umount2 => {
+                        let i = if r.kind == Umount2 { 1 } else { 2 };
+                        ev.args.insert("flags".into(), int(a[i]));
+                    }
+                    Renameat2 | Linkat => {
+                        ev.args.insert("flags".into(), int(a[4]));
+                    }
+                    Chown | Lchown => {
+                        ev.args.insert("uid".into(), int32(a[1]));
+                        ev.args.insert("gid".into(), int32(a[2]));
+                    }
+                    Fchownat => {
+                        ev.args.insert("uid".into(), int32(a[2]));
+                        ev.args.insert("gid".into(), int32(a[3]));
+                    }
+                    _ => {}
+                }
+                ev.fd = Some(path_fd(r));
+            }
+            Fchmod | Fchown | Ftruncate | Setns => {
+                let mut fd = path_fd(r);
+                fd.num = Some(a[0] as i32 as i64);
+                ev.fd = Some(fd);
+                match r.kind {
+                    Fchmod => {
+                        ev.args
+                            .insert("mode".into(), Arg::Int((a[1] & 0o7777) as i64));
+                    }
+                    Setns => {
+                        ev.args.insert(
+                            "nstype".into(),
+                            Arg::Flags {
+                                raw: a[1] as i64,
+                                text: flag_text(a[1], CLONE_FLAGS),
+                            },
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            Dup | Dup2 | Dup3 => {
+                ev.args.insert("oldfd".into(), int32(a[0]));
+                if r.kind != Dup {
+                    ev.args.insert("newfd".into(), int32(a[1]));
+                }
+                if r.kind == Dup3 {
+                    ev.args.insert("flags".into(), int(a[2]));
+                }
+                ev.args.insert(
+                    "old_type".into(),
+                    Arg::Str(fd_type_name(FdKind::from_u8(p.aux[0] as u8)).to_string()),
+                );
+                let mut fd = path_fd(r);
+                fd.num = (h.ret >= 0).then_some(h.ret);
+                fd.net = net_from_sock(p, None);
+                ev.fd = Some(fd);
+            }
+            Socket => {
+                ev.args.insert("domain".into(), int32(a[0]));
+                ev.args.insert("type".into(), int32(a[1]));
+                ev.args.insert("proto".into(), int32(a[2]));
+                ev.fd = Some(sock_fd(p, (h.ret >= 0).then_some(h.ret), None));
+            }
+            Connect | Bind | Listen | Accept | Accept4 => {
+                let num = if matches!(r.kind, Accept | Accept4) {
+                    (h.ret >= 0).then_some(h.ret)
+                } else {
+                    Some(a[0] as i32 as i64)
+                };
+                if r.kind == Listen {
+                    ev.args.insert("backlog".into(), int32(a[1]));
+                }
+                let user_addr = matches!(r.kind, Connect | Bind).then(|| {
+                    sockaddr(&p.sockaddr[..(p.sockaddr_len as usize).min(p.sockaddr.len())])
+                });
+                ev.fd = Some(sock_fd(p, num, user_addr.flatten().map(|s| (r.kind, s))));
+            }
+            Setuid | Setgid | Setfsuid | Setfsgid => {
+                let n = if matches!(r.kind, Setuid | Setfsuid) {
+                    "uid"
+                } else {
+                    "gid"
+                };
+                ev.args.insert(n.into(), int32(a[0]));
+            }
+            Setreuid | Setregid | Setresuid | Setresgid => {
+                let (x, names): (_, &[&str]) = match r.kind {
+                    Setreuid => ("u", &["ruid", "euid"]),
+                    Setregid => ("g", &["rgid", "egid"]),
+                    Setresuid => ("u", &["ruid", "euid", "suid"]),
+                    _ => ("g", &["rgid", "egid", "sgid"]),
+                };
+                let _ = x;
+                for (i, n) in names.iter().enumerate() {
+                    ev.args.insert((*n).into(), int32(a[i]));
+                }
+            }
+            Ptrace => {
+                ev.args.insert(
+                    "request".into(),
+                    Arg::Flags {
+                        raw: a[0] as i64,
+                        text: ptrace_text(a[0]),
+                    },
+                );
+                ev.args.insert("pid".into(), int32(a[1]));
+            }
+            Mount => {
+                if let Some(s) = r.str(slot::USER1) {
+                    ev.args.insert("source".into(), Arg::Str(s));
+                }
+                if let Some(s) = r.str(slot::KPATH) {
+                    ev.args.insert("fstype".into(), Arg::Str(s));
+                }
+                ev.args.insert("flags".into(), int(a[3]));
+                ev.fd = Some(Fd {
+                    path: r.str(slot::USER2),
+                    raw_path: r.str(slot::USER2),
+                    ..Fd::default()
+                });
+            }
+            Unshare => {
+                ev.args.insert(
+                    "flags".into(),
+                    Arg::Flags {
+                        raw: a[0] as i64,
+                        text: flag_text(a[0], CLONE_FLAGS),
+                    },
+                );
+            }
+            MemfdCreate => {
+                if let Some(s) = r.str(slot::USER1) {
+                    ev.args.insert("name".into(), Arg::Str(s));
+                }
+                ev.args.insert("flags".into(), int(a[1]));
+                ev.fd = Some(Fd {
+                    num: (h.ret >= 0).then_some(h.ret),
+                    typ: FdType::Memfd,
+                    ..Fd::default()
+                });
+            }
+            Bpf => {
+                ev.args.insert(
+                    "cmd".into(),
+                    Arg::Flags {
+                        raw: a[0] as i64,
+                        text: bpf_cmd_text(a[0]),
+                    },
+                );
+            }
+            Capset | InitModule | FinitModule => {}
+            Sendto | Sendmsg | IoUringSubmit | SockConnect | SockSendmsg | CompatSyscall => {}
+        }
+        ev
+    }
+}
+
+fn fill_exec(ev: &mut Event, r: &Record<'_>) {
+    let p = &r.payload;
+    let proc_ = &mut ev.process;
+    proc_.exepath = r.str(slot::EXE).unwrap_or_default();
+    let argv = r.strings[slot::ARGV];
+    let argv = argv.strip_suffix(&[0]).unwrap_or(argv);
+    let mut parts = argv.split(|&b| b == 0);
+    proc_.exe = parts
+        .next()
+        .map(|s| escape_bytes(s, MAX_STR))
+        .unwrap_or_default();
+    proc_.args = parts
+        .by_ref()
+        .take(MAX_ARGS)
+        .map(|s| escape_bytes(s, MAX_STR))
+        .collect();
+    proc_.args_truncated = p.flags & flags::ARGS_TRUNCATED != 0 || parts.next().is_some();
+    proc_.cwd = r.str(slot::CWD).unwrap_or_default();
+    proc_.tty = p.aux[0] as u32;
+    for (i, t) in proc_.stdio.iter_mut().enumerate() {
+        *t = fd_type(FdKind::from_u8((p.aux[1] >> (i * 8)) as u8));
+    }
+    proc_.is_exe_from_memfd = proc_.exepath.starts_with("/memfd:");
+    if let Some(f) = r.str(slot::FILENAME) {
+        ev.args.insert("filename".into(), Arg::Str(f));
+    }
+}
+
+/// Lexically join `rel` onto the absolute `dir` and resolve `.`/`..` (what the kernel would do
+/// without symlinks; a path through a symlink is only exact when it came from the kernel).
+pub fn join_path(dir: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let full = if rel.starts_with('/') {
+        rel.to_string()
+    } else {
+        format!("{dir}/{rel}")
+    };
+    for c in full.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The fd of a path-taking call: kernel path when the kernel resolved one, else the user path
+/// joined onto the kernel-resolved directory.
+fn path_fd(r: &Record<'_>) -> Fd {
+    let p = &r.payload;
+    let raw = r.str(slot::USER1);
+    let prefix = r.str(slot::PREFIX);
+    let mut fd = Fd {
+        typ: fd_type(FdKind::from_u8(p.fd_kind)),
+        raw_path: raw.clone(),
+        ..Fd::default()
+    };
+    if p.flags & flags::KPATH_OK != 0 {
+        fd.path = r.str(slot::KPATH);
+        fd.path_source = Source::Kernel;
+    } else if let Some(raw) = &raw {
+        fd.path = Some(match (&prefix, raw.starts_with('/')) {
+            (Some(dir), false) => join_path(dir, raw),
+            _ => join_path("/", raw),
+        });
+        fd.path_source = Source::User;
+    }
+    if fd.typ == FdType::None && fd.path.is_some() && p.flags & flags::KPATH_OK == 0 {
+        fd.typ = FdType::File;
+    }
+    if let Some(t) = r.str(slot::USER2) {
+        let joined = match (&prefix, t.starts_with('/')) {
+            // symlink's target is any string, kept as given.
+            _ if matches!(r.kind, EventType::Symlink | EventType::Symlinkat) => t,
+            (Some(dir), false) => join_path(dir, &t),
+            _ => t,
+        };
+        fd.target_path = Some(joined);
+    }
+    if fd.path.as_deref().is_some_and(|s| s.starts_with("/memfd:")) {
+        fd.typ = FdType::Memfd;
+    }
+    fd
+}
+
+fn l4(p: &Payload, family: u16) -> String {
+    match (family, p.sock.sock_type) {
+        (1, _) => "unix",
+        (_, 1) => "tcp",
+        (_, 2) => "udp",
+        (_, 3) => "raw",
+        _ => "",
+    }
+    .to_string()
+}
+
+fn ip(family: u16, b: &[u8; 16]) -> Option<String> {
+    match family {
+        2 => Some(std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()),
+        10 => Some(std::net::Ipv6Addr::from(*b).to_string()),
+        _ => None,
+    }
+}
+
+/// Endpoints from the kernel's socket (Source::Kernel).
+fn net_from_sock(p: &Payload, _num: Option<i64>) -> Option<NetTuple> {
+    let s = &p.sock;
+    if s.family == 0 {
+        return None;
+    }
+    Some(NetTuple {
+        l4proto: l4(p, s.family),
+        client_ip: ip(s.family, &s.local_addr),
+        client_port: (s.family != 1).then_some(s.local_port),
+        server_ip: ip(s.family, &s.remote_addr),
+        server_port: (s.family != 1).then_some(s.remote_port),
+        unix_path: None,
+        source: Source::Kernel,
+    })
+}
+
+/// A parsed `struct sockaddr`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SockAddr {
+    pub family: u16,
+    pub ip: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+}
+
+pub fn sockaddr(b: &[u8]) -> Option<SockAddr> {
+    let family = u16::from_ne_bytes([*b.first()?, *b.get(1)?]);
+    match family {
+        2 if b.len() >= 8 => Some(SockAddr {
+            family,
+            port: Some(u16::from_be_bytes([b[2], b[3]])),
+            ip: Some(std::net::Ipv4Addr::new(b[4], b[5], b[6], b[7]).to_string()),
+            path: None,
+        }),
+        10 if b.len() >= 24 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&b[8..24]);
+            Some(SockAddr {
+                family,
+                port: Some(u16::from_be_bytes([b[2], b[3]])),
+                ip: Some(std::net::Ipv6Addr::from(a).to_string()),
+                path: None,
+            })
+        }
+        1 => {
+            let p = &b[2..];
+            // Abstract sockets start with a NUL; shown with a leading '@' as ss(8) does.
+            let path = if p.first() == Some(&0) {
+                format!("@{}", escape_bytes(cstr(&p[1..]), 108))
+            } else {
+                escape_bytes(cstr(p), 108)
+            };
+            Some(SockAddr {
+                family,
+                ip: None,
+                port: None,
+                path: Some(path),
+            })
+        }
+        _ => Some(SockAddr {
+            family,
+            ip: None,
+            port: None,
+            path: None,
+        }),
+    }
+}
+
+fn sock_fd(p: &Payload, num: Option<i64>, user: Option<(EventType, SockAddr)>) -> Fd {
+    let s = &p.sock;
+    let family = if s.family != 0 {
+        s.family
+    } else {
+        user.as_ref().map(|u| u.1.family).unwrap_or(0)
+    };
+    let mut typ = fd_type(FdKind::from_u8(p.fd_kind));
+    if typ == FdType::None {
+        typ = match family {
+            2 => FdType::Ipv4,
+            10 => FdType::Ipv6,
+            1 => FdType::Unix,
+            _ => FdType::None,
+        };
+    }
+    let mut net = net_from_sock(p, num).unwrap_or_else(|| NetTuple {
+        l4proto: l4(p, family),
+        ..NetTuple::default()
+    });
+    match user {
+        // connect: the caller's destination is the server side; the socket's own address
+        // (filled by the kernel once connected or bound) is the client side.
+        Some((EventType::Connect, a)) => {
+            net.server_ip = a.ip;
+            net.server_port = a.port;
+            net.unix_path = a.path;
+            net.source = Source::User;
+        }
+        // bind: the caller's address is ours, the server side.
+        Some((_, a)) => {
+            net.server_ip = a.ip;
+            net.server_port = a.port;
+            net.unix_path = a.path;
+            net.client_ip = None;
+            net.client_port = None;
+            net.source = Source::User;
+        }
+        None => {
+            // listen/accept: local is the server, remote the client.
+            std::mem::swap(&mut net.client_ip, &mut net.server_ip);
+            std::mem::swap(&mut net.client_port, &mut net.server_port);
+        }
+    }
+    Fd {
+        num,
+        typ,
+        net: Some(net),
+        ..Fd::default()
+    }
+}
+
+pub fn fd_type(k: FdKind) -> FdType {
+    match k {
+        FdKind::None => FdType::None,
+        FdKind::File | FdKind::Char => FdType::File,
+        FdKind::Directory => FdType::Directory,
+        FdKind::Ipv4 => FdType::Ipv4,
+        FdKind::Ipv6 => FdType::Ipv6,
+        FdKind::Unix => FdType::Unix,
+        FdKind::Pipe => FdType::Pipe,
+        FdKind::Tty => FdType::Tty,
+        FdKind::Memfd => FdType::Memfd,
+        FdKind::Netlink => FdType::Netlink,
+        FdKind::OtherSocket | FdKind::Anon | FdKind::Unknown => FdType::Unknown,
+    }
+}
+
+fn fd_type_name(k: FdKind) -> &'static str {
+    match fd_type(k) {
+        FdType::None => "none",
+        FdType::File => "file",
+        FdType::Directory => "directory",
+        FdType::Ipv4 => "ipv4",
+        FdType::Ipv6 => "ipv6",
+        FdType::Unix => "unix",
+        FdType::Pipe => "pipe",
+        FdType::Memfd => "memfd",
+        FdType::Tty => "tty",
+        FdType::Netlink => "netlink",
+        _ => "unknown",
+    }
+}
+
+const CLONE_FLAGS: &[(u64, &str)] = &[
+    (0x100, "CLONE_VM"),
+    (0x200, "CLONE_FS"),
+    (0x400, "CLONE_FILES"),
+    (0x800, "CLONE_SIGHAND"),
+    (0x1000, "CLONE_PIDFD"),
+    (0x2000, "CLONE_PTRACE"),
+    (0x4000, "CLONE_VFORK"),
+    (0x8000, "CLONE_PARENT"),
+    (0x10000, "CLONE_THREAD"),
+    (0x20000, "CLONE_NEWNS"),
+    (0x40000, "CLONE_SYSVSEM"),
+    (0x80000, "CLONE_SETTLS"),
+    (0x100000, "CLONE_PARENT_SETTID"),
+    (0x200000, "CLONE_CHILD_CLEARTID"),
+    (0x800000, "CLONE_UNTRACED"),
+    (0x1000000, "CLONE_CHILD_SETTID"),
+    (0x2000000, "CLONE_NEWCGROUP"),
+    (0x4000000, "CLONE_NEWUTS"),
+    (0x8000000, "CLONE_NEWIPC"),
+    (0x10000000, "CLONE_NEWUSER"),
+    (0x20000000, "CLONE_NEWPID"),
+    (0x40000000, "CLONE_NEWNET"),
+    (0x80000000, "CLONE_IO"),
+    (0x80, "CLONE_NEWTIME"),
+];
+
+fn flag_text(v: u64, table: &[(u64, &str)]) -> String {
+    let names: Vec<&str> = table
+        .iter()
+        .filter(|(bit, _)| v & bit != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    names.join("|")
+}
+
+pub fn open_flags_text(v: u64) -> String {
+    let mut out = vec![match v & 3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    }];
+    const T: &[(u64, &str)] = &[
+        (0o100, "O_CREAT"),
+        (0o200, "O_EXCL"),
+        (0o400, "O_NOCTTY"),
+        (0o1000, "O_TRUNC"),
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        (0o10000, "O_DSYNC"),
+        (0o40000, "O_DIRECT"),
+        (0o200000, "O_DIRECTORY"),
+        (0o400000, "O_NOFOLLOW"),
+        (0o1000000, "O_NOATIME"),
+        (0o2000000, "O_CLOEXEC"),
+        (0o10000000, "O_PATH"),
+        (0o20200000, "O_TMPFILE"),
+    ];
+    for (bit, n) in T {
+        if *bit == 0o20200000 {
+            if v & bit == *bit {
+                out.push(n);
+            }
+        } else if v & bit != 0 {
+            out.push(n);
+        }
+    }
+    out.join("|")
+}
+
+fn ptrace_text(v: u64) -> String {
+    match v {
+        0 => "PTRACE_TRACEME",
+        1 => "PTRACE_PEEKTEXT",
+        2 => "PTRACE_PEEKDATA",
+        3 => "PTRACE_PEEKUSR",
+        4 => "PTRACE_POKETEXT",
+        5 => "PTRACE_POKEDATA",
+        6 => "PTRACE_POKEUSR",
+        7 => "PTRACE_CONT",
+        8 => "PTRACE_KILL",
+        9 => "PTRACE_SINGLESTEP",
+        12 => "PTRACE_GETREGS",
+        13 => "PTRACE_SETREGS",
+        16 => "PTRACE_ATTACH",
+        17 => "PTRACE_DETACH",
+        24 => "PTRACE_SYSCALL",
+        0x4200 => "PTRACE_SETOPTIONS",
+        0x4206 => "PTRACE_SEIZE",
+        0x4207 => "PTRACE_INTERRUPT",
+        _ => return format!("PTRACE_{v}"),
+    }
+    .to_string()
+}
+
+fn bpf_cmd_text(v: u64) -> String {
+    const NAMES: &[&str] = &[
+        "BPF_MAP_CREATE",
+        "BPF_MAP_LOOKUP_ELEM",
+        "BPF_MAP_UPDATE_ELEM",
+        "BPF_MAP_DELETE_ELEM",
+        "BPF_MAP_GET_NEXT_KEY",
+        "BPF_PROG_LOAD",
+        "BPF_OBJ_PIN",
+        "BPF_OBJ_GET",
+        "BPF_PROG_ATTACH",
+        "BPF_PROG_DETACH",
+        "BPF_PROG_TEST_RUN",
+        "BPF_PROG_GET_NEXT_ID",
+        "BPF_MAP_GET_NEXT_ID",
+        "BPF_PROG_GET_FD_BY_ID",
+        "BPF_MAP_GET_FD_BY_ID",
+        "BPF_OBJ_GET_INFO_BY_FD",
+        "BPF_PROG_QUERY",
+        "BPF_RAW_TRACEPOINT_OPEN",
+        "BPF_BTF_LOAD",
+        "BPF_BTF_GET_FD_BY_ID",
+        "BPF_TASK_FD_QUERY",
+        "BPF_MAP_LOOKUP_AND_DELETE_ELEM",
+        "BPF_MAP_FREEZE",
+        "BPF_BTF_GET_NEXT_ID",
+        "BPF_MAP_LOOKUP_BATCH",
+        "BPF_MAP_LOOKUP_AND_DELETE_BATCH",
+        "BPF_MAP_UPDATE_BATCH",
+        "BPF_MAP_DELETE_BATCH",
+        "BPF_LINK_CREATE",
+        "BPF_LINK_UPDATE",
+        "BPF_LINK_GET_FD_BY_ID",
+        "BPF_LINK_GET_NEXT_ID",
+        "BPF_ENABLE_STATS",
+        "BPF_ITER_CREATE",
+        "BPF_LINK_DETACH",
+        "BPF_PROG_BIND_MAP",
+    ];
+    NAMES
+        .get(v as usize)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| format!("BPF_{v}"))
+}
+
+/// Unix epoch ns minus CLOCK_BOOTTIME ns (the clock `bpf_ktime_get_boot_ns` reads).
+pub fn boot_offset_ns() -> i128 {
+    fn now(clock: libc::clockid_t) -> i128 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid pointer to a timespec; both clocks always exist on Linux.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    }
+    // Bracket the realtime read with two boot-clock reads to halve the error.
+    let b1 = now(libc::CLOCK_BOOTTIME);
+    let r = now(libc::CLOCK_REALTIME);
+    let b2 = now(libc::CLOCK_BOOTTIME);
+    r - (b1 + b2) / 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Build a record the way the kernel does.
+    pub fn record(
+        kind: EventType,
+        ret: i64,
+        f: impl FnOnce(&mut Payload),
+        strings: [&[u8]; 4],
+    ) -> Vec<u8> {
+        let mut payload = Payload::default();
+        f(&mut payload);
+        for (i, s) in strings.iter().enumerate() {
+            payload.str_len[i] = s.len() as u16;
+        }
+        let len = STRINGS_OFFSET + strings.iter().map(|s| s.len()).sum::<usize>();
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"bash");
+        let h = EventHeader {
+            version: WIRE_VERSION,
+            kind: kind as u16,
+            len: len as u32,
+            ts_boot_ns: 1_000,
+            tgid: 42,
+            tid: 43,
+            ppid: 1,
+            uid: 1000,
+            gid: 1000,
+            euid: 0,
+            egid: 0,
+            loginuid: u32::MAX,
+            cgroup_id: 77,
+            pidns: 4026531836,
+            mntns: 4026531841,
+            cap_effective: 0x1ff,
+            start_boot_ns: 500,
+            ret,
+            comm,
+        };
+        let mut out = Vec::with_capacity(len);
+        // SAFETY: plain data structs viewed as bytes.
+        out.extend_from_slice(unsafe {
+            std::slice::from_raw_parts(
+                (&h as *const EventHeader).cast::<u8>(),
+                size_of::<EventHeader>(),
+            )
+        });
+        out.extend_from_slice(unsafe {
+            std::slice::from_raw_parts(
+                (&payload as *const Payload).cast::<u8>(),
+                size_of::<Payload>(),
+            )
+        });
+        for s in strings {
+            out.extend_from_slice(s);
+        }
+        out
+    }
+
+    fn dec() -> Decoder {
+        Decoder::new(1_000_000, "b00t".into())
+    }
+
+    #[test]
+    fn exec_round_trip() {
+        let bytes = record(
+            EventType::Execve,
+            0,
+            |p| {
+                p.aux[0] = 0x8800;
+                p.aux[1] = 7 | (6 << 8) | (1 << 16);
+                p.flags = flags::KPATH_OK;
+            },
+            [b"/usr/bin/ls", b"ls\0-la\0/tmp\0", b"/home/u", b"/bin/ls"],
+        );
+        let ev = dec().decode(&bytes).unwrap();
+        assert_eq!(ev.kind, EventType::Execve);
+        assert_eq!(ev.ts, 1_001_000);
+        assert_eq!(ev.process.pid, 42);
+        assert_eq!(ev.process.tid, 43);
+        assert_eq!(ev.process.comm, "bash");
+        assert_eq!(ev.process.exepath, "/usr/bin/ls");
+        assert_eq!(ev.process.exe, "ls");
+        assert_eq!(ev.process.args, vec!["-la", "/tmp"]);
+        assert!(!ev.process.args_truncated);
+        assert_eq!(ev.process.cwd, "/home/u");
+        assert_eq!(ev.process.stdio, [FdType::Tty, FdType::Pipe, FdType::File]);
+        assert_eq!(ev.process.loginuid, None);
+        assert_eq!(ev.process.exec_id, "b00t-42-500");
+        assert_eq!(ev.process.start_ts, 1_000_500);
+        assert_eq!(ev.cgroup_id, 77);
+        assert_eq!(ev.args.get("filename"), Some(&Arg::Str("/bin/ls".into())));
+        assert!(!ev.process.is_exe_from_memfd);
+        // JSON round trip through the shared schema.
+        let back = Event::from_json_line(&ev.to_json_line()).unwrap();
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn memfd_exec_is_flagged() {
+        let bytes = record(
+            EventType::Execveat,
+            0,
+            |_| {},
+            [b"/memfd:evil (deleted)", b"x\0", b"/", b""],
+        );
+        let ev = dec().decode(&bytes).unwrap();
+        assert!(ev.process.is_exe_from_memfd);
+    }
+
+    #[test]
+    fn open_prefers_kernel_path_and_keeps_raw() {
+        let bytes = record(
+            EventType::Openat,
+            3,
+            |p| {
+                p.args = [(-100i64) as u64, 0, 0o2001101, 0o644, 0, 0];
+                p.flags = flags::KPATH_OK;
+                p.fd_kind = FdKind::File as u8;
+            },
+            [b"/etc/shadow", b"../../etc/shadow", b"", b""],
+        );
+        let ev = dec().decode(&bytes).unwrap();
+        let fd = ev.fd.unwrap();
+        assert_eq!(fd.num, Some(3));
+        assert_eq!(fd.path.as_deref(), Some("/etc/shadow"));
+        assert_eq!(fd.path_source, Source::Kernel);
+        assert_eq!(fd.raw_path.as_deref(), Some("../../etc/shadow"));
+        assert_eq!(
+            ev.args["flags"],
+            Arg::Flags {
+                raw: 0o2001101,
+                text: "O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC".into()
+            }
+        );
+        assert_eq!(ev.args["mode"], Arg::Int(0o644));
+        assert_eq!(ev.args["dirfd"], Arg::Int(-100));
+    }
+
+    #[test]
+    fn failed_open_joins_user_path_on_kernel_prefix() {
+        let bytes = record(
+            EventType::Openat,
+            -2,
+            |_| {},
+            [b"", b"a/../b/./c", b"", b"/work/dir"],
+        );
+        let ev = dec().decode(&bytes).unwrap();
+        let fd = ev.fd.unwrap();
+        assert_eq!(fd.num, None);
+        assert_eq!(fd.path.as_deref(), Some("/work/dir/b/c"));
+        assert_eq!(fd.path_source, Source::User);
+        assert_eq!(ev.ret, -2);
+    }
+
+    #[test]
+    fn connect_ipv4_and_unix() {
+        let mut sa = [0u8; 16];
+        sa[0..2].copy_from_slice(&2u16.to_ne_bytes());
+        sa[2..4].copy_from_slice(&8080u16.to_be_bytes());
+        sa[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        let bytes = record(
+            EventType::Connect,
+            -111,
+            |p| {
+                p.args[0] = 5;
+                p.sockaddr[..16].copy_from_slice(&sa);
+                p.sockaddr_len = 16;
+                p.sock.family = 2;
+                p.sock.sock_type = 1;
+                p.fd_kind = FdKind::Ipv4 as u8;
+            },
+            [b"", b"", b"", b""],
+        );
+        let ev = dec().decode(&bytes).unwrap();
+        let fd = ev.fd.unwrap();
+        assert_eq!(fd.num, Some(5));
+        assert_eq!(fd.typ, FdType::Ipv4);
+        let net = fd.net.unwrap();
+        assert_eq!(net.l4proto, "tcp");
+        assert_eq!(net.server_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(net.server_port, Some(8080));
+
+        let mut un = vec![0u8; 2];
+        un[0..2].copy_from_slice(&1u16.to_ne_bytes());
+        un.extend_from_slice(b"/run/x.sock\0");
+        let n = un.len();
+        let bytes = record(
+            EventType::Connect,
+            0,
+            |p| {
+                p.sockaddr[..n].copy_from_slice(&un);
+                p.sockaddr_len = n as u16;
+            },
+            [b"", b"", b"", b""],
+        );
+        let ev = dec().decode(&bytes).unwrap();
+        let fd = ev.fd.unwrap();
+        assert_eq!(fd.typ, FdType::Unix);
+        assert_eq!(fd.net.unwrap().unix_path.as_deref(), Some("/run/x.sock"));
+    }
+
+    #[test]
+    fn rejects_bad_records_without_panicking() {
+        let good = record(EventType::Openat, 0, |_| {}, [b"", b"x", b"", b""]);
+        let d = dec();
+        assert_eq!(d.decode(&good[..10]).unwrap_err(), DecodeError::Short(10));
+        let mut v = good.clone();
+        v[0] = 99;
+        assert_eq!(d.decode(&v).unwrap_err(), DecodeError::Version(99));
+        let mut v = good.clone();
+        v.push(0);
+        assert!(matches!(
+            d.decode(&v).unwrap_err(),
+            DecodeError::Length { .. }
+        ));
+        let mut v = good.clone();
+        v[2] = 0xff;
+        v[3] = 0xff;
+        assert_eq!(d.decode(&v).unwrap_err(), DecodeError::Kind(0xffff));
+        // A string length that overruns the record.
+        let mut v = good.clone();
+        let at = size_of::<EventHeader>() + 80;
+        v[at..at + 2].copy_from_slice(&5000u16.to_ne_bytes());
+        assert_eq!(d.decode(&v).unwrap_err(), DecodeError::Strings);
+        // Garbage of every length up to a full record never panics.
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        for len in 0..1200 {
+            let mut g: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            if g.len() >= 8 {
+                g[0..2].copy_from_slice(&WIRE_VERSION.to_ne_bytes());
+                g[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
+            }
+            let _ = d.decode(&g);
+        }
+        assert!(DECODE_ERRORS.with_label_values(&["version"]).get() >= 1);
+    }
+
+    #[test]
+    fn escapes_hostile_strings() {
+        assert_eq!(escape_bytes(b"ok/path", 100), "ok/path");
+        assert_eq!(escape_bytes(b"a\xffb", 100), "a\\xffb");
+        assert_eq!(
+            escape_bytes(b"line\nbreak\x1b[31m", 100),
+            "line\\x0abreak\\x1b[31m"
+        );
+        assert_eq!(escape_bytes(b"back\\slash", 100), "back\\\\slash");
+        assert_eq!(escape_bytes("é€".as_bytes(), 100), "é€");
+        assert_eq!(escape_bytes(b"abcdef", 3), "abc");
+        // A C1 control character encoded in UTF-8.
+        assert_eq!(escape_bytes("a\u{85}".as_bytes(), 100), "a\\xc2\\x85");
+        let bytes = record(
+            EventType::Execve,
+            0,
+            |_| {},
+            [b"/tmp/\xfe\n", b"x\0\x07y\0", b"", b""],
+        );
+        let ev = dec().decode(&bytes).unwrap();
+        assert_eq!(ev.process.exepath, "/tmp/\\xfe\\x0a");
+        assert_eq!(ev.process.args, vec!["\\x07y"]);
+        assert!(ev.to_json_line().is_ascii());
+    }
+
+    #[test]
+    fn procexit_status() {
+        let bytes = record(
+            EventType::ProcExit,
+            3 << 8,
+            |p| p.aux[0] = 3 << 8,
+            [b"", b"", b"", b""],
+        );
+        let ev = dec().decode(&bytes).unwrap();
+        assert_eq!(ev.args["code"], Arg::Int(3));
+        assert_eq!(ev.args["sig"], Arg::Int(0));
+        let bytes = record(
+            EventType::ProcExit,
+            9,
+            |p| p.aux[0] = 9,
+            [b"", b"", b"", b""],
+        );
+        assert_eq!(dec().decode(&bytes).unwrap().args["sig"], Arg::Int(9));
+    }
+
+    #[test]
+    fn join_path_is_lexical() {
+        assert_eq!(join_path("/a/b", "../../../x"), "/x");
+        assert_eq!(join_path("/a", "/abs/./y"), "/abs/y");
+        assert_eq!(join_path("/", ""), "/");
+    }
+}

@@ -1,1 +1,366 @@
-//! (in progress)
+//! Process table: what we know about each live process (exe path, argv, cwd, parent), seeded
+//! from procfs at start and kept current by exec/fork/exit events. It fills
+//! `process.ancestors` (parent first) for every event, and exepath/exe/args/cwd for events
+//! that are not execs (those carry their own). Bounded: beyond `capacity` entries the least
+//! recently touched tenth is evicted (`monitor_proctable_evictions_total`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::LazyLock;
+
+use prometheus::{IntCounter, IntGauge, register_int_counter, register_int_gauge};
+
+use crate::decode::escape_bytes;
+use crate::event::{Ancestor, Event, EventType};
+
+static EVICTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "monitor_proctable_evictions_total",
+        "Process-table entries evicted because the table was full"
+    )
+    .expect("metric registers once")
+});
+static ENTRIES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "monitor_proctable_entries",
+        "Processes in the process table"
+    )
+    .expect("metric registers once")
+});
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProcEntry {
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    pub exe: String,
+    pub exepath: String,
+    pub args: Vec<String>,
+    pub cwd: String,
+    /// Last touch, for eviction.
+    seq: u64,
+}
+
+pub struct ProcTable {
+    map: HashMap<u32, ProcEntry>,
+    capacity: usize,
+    depth: usize,
+    seq: u64,
+}
+
+pub const DEFAULT_CAPACITY: usize = 65536;
+pub const DEFAULT_DEPTH: usize = 8;
+
+impl ProcTable {
+    pub fn new(capacity: usize, depth: usize) -> ProcTable {
+        ProcTable {
+            map: HashMap::new(),
+            capacity: capacity.max(16),
+            depth,
+            seq: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn get(&self, pid: u32) -> Option<&ProcEntry> {
+        self.map.get(&pid)
+    }
+
+    /// Seed from `<proc>/<pid>/{stat,exe,cmdline,cwd}`; unreadable entries are skipped.
+    pub fn seed_from_procfs(&mut self, proc_root: &Path) {
+        let Ok(dir) = std::fs::read_dir(proc_root) else {
+            return;
+        };
+        for d in dir.flatten() {
+            let Some(pid) = d.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(e) = read_proc_entry(proc_root, pid) {
+                self.insert(e);
+            }
+        }
+    }
+
+    pub fn insert(&mut self, mut e: ProcEntry) {
+        if !self.map.contains_key(&e.pid) && self.map.len() >= self.capacity {
+            self.evict();
+        }
+        self.seq += 1;
+        e.seq = self.seq;
+        self.map.insert(e.pid, e);
+        ENTRIES.set(self.map.len() as i64);
+    }
+
+    fn evict(&mut self) {
+        let n = (self.capacity / 10).max(1);
+        let mut seqs: Vec<(u64, u32)> = self.map.values().map(|e| (e.seq, e.pid)).collect();
+        seqs.sort_unstable();
+        for (_, pid) in seqs.into_iter().take(n) {
+            self.map.remove(&pid);
+            EVICTIONS.inc();
+        }
+    }
+
+    /// Update from an event, then fill its process fields from the table.
+    pub fn observe(&mut self, ev: &mut Event) {
+        let pid = ev.process.pid;
+        match ev.kind {
+            EventType::Execve | EventType::Execveat if ev.ret == 0 => {
+                // exec keeps the cwd; an event that could not read it inherits the known one.
+                if ev.process.cwd.is_empty() {
+                    if let Some(old) = self.map.get(&pid) {
+                        ev.process.cwd = old.cwd.clone();
+                    }
+                }
+                self.insert(ProcEntry {
+                    pid,
+                    ppid: ev.process.ppid,
+                    comm: ev.process.comm.clone(),
+                    exe: ev.process.exe.clone(),
+                    exepath: ev.process.exepath.clone(),
+                    args: ev.process.args.clone(),
+                    cwd: ev.process.cwd.clone(),
+                    seq: 0,
+                });
+            }
+            EventType::Clone | EventType::Clone3 | EventType::Fork | EventType::Vfork
+                if ev.ret > 0 =>
+            {
+                let child = match ev.args.get("child_pid") {
+                    Some(crate::event::Arg::Int(v)) => *v as u32,
+                    _ => ev.ret as u32,
+                };
+                if child != pid && !self.map.contains_key(&child) {
+                    let mut e = self.map.get(&pid).cloned().unwrap_or_else(|| ProcEntry {
+                        comm: ev.process.comm.clone(),
+                        ..ProcEntry::default()
+                    });
+                    e.pid = child;
+                    e.ppid = pid;
+                    self.insert(e);
+                }
+            }
+            _ => {}
+        }
+        self.fill(ev);
+        if ev.kind == EventType::ProcExit {
+            self.map.remove(&pid);
+            ENTRIES.set(self.map.len() as i64);
+        }
+    }
+
+    /// Fill exepath/exe/args/cwd (non-exec events) and the ancestor chain.
+    pub fn fill(&mut self, ev: &mut Event) {
+        let pid = ev.process.pid;
+        let is_exec = matches!(ev.kind, EventType::Execve | EventType::Execveat);
+        if let Some(e) = self.map.get_mut(&pid) {
+            self.seq += 1;
+            e.seq = self.seq;
+            if !is_exec {
+                let p = &mut ev.process;
+                if p.exepath.is_empty() {
+                    p.exepath = e.exepath.clone();
+                }
+                if p.exe.is_empty() {
+                    p.exe = e.exe.clone();
+                    p.args = e.args.clone();
+                }
+                if p.cwd.is_empty() {
+                    p.cwd = e.cwd.clone();
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut cur = ev.process.ppid;
+        let mut seen = vec![pid];
+        while out.len() < self.depth && cur != 0 && !seen.contains(&cur) {
+            seen.push(cur);
+            match self.map.get(&cur) {
+                Some(e) => {
+                    out.push(Ancestor {
+                        pid: e.pid,
+                        comm: e.comm.clone(),
+                        exepath: e.exepath.clone(),
+                        args: e.args.clone(),
+                    });
+                    cur = e.ppid;
+                }
+                None => {
+                    out.push(Ancestor {
+                        pid: cur,
+                        ..Ancestor::default()
+                    });
+                    break;
+                }
+            }
+        }
+        ev.process.ancestors = out;
+    }
+}
+
+/// Read one process from procfs.
+pub fn read_proc_entry(proc_root: &Path, pid: u32) -> Option<ProcEntry> {
+    let base = proc_root.join(pid.to_string());
+    let stat = std::fs::read(base.join("stat")).ok()?;
+    // comm is in parentheses and may itself contain ') ': split at the last one.
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let open = stat.iter().position(|&b| b == b'(')?;
+    let comm = escape_bytes(stat.get(open + 1..close)?, 16);
+    let rest = std::str::from_utf8(stat.get(close + 2..)?).ok()?;
+    let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+    let exepath = std::fs::read_link(base.join("exe"))
+        .map(|p| escape_bytes(p.as_os_str().as_encoded_bytes(), 4096))
+        .unwrap_or_default();
+    let cwd = std::fs::read_link(base.join("cwd"))
+        .map(|p| escape_bytes(p.as_os_str().as_encoded_bytes(), 4096))
+        .unwrap_or_default();
+    let cmdline = std::fs::read(base.join("cmdline")).unwrap_or_default();
+    let cmdline = cmdline.strip_suffix(&[0]).unwrap_or(&cmdline);
+    let mut parts = cmdline.split(|&b| b == 0).map(|s| escape_bytes(s, 4096));
+    let exe = if cmdline.is_empty() {
+        String::new()
+    } else {
+        parts.next().unwrap_or_default()
+    };
+    let args = parts.take(crate::decode::MAX_ARGS).collect();
+    Some(ProcEntry {
+        pid,
+        ppid,
+        comm,
+        exe,
+        exepath,
+        args,
+        cwd,
+        seq: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Arg, Process};
+
+    fn ev(kind: EventType, pid: u32, ppid: u32, ret: i64) -> Event {
+        Event {
+            kind,
+            ret,
+            process: Process {
+                pid,
+                ppid,
+                ..Process::default()
+            },
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn fork_exec_exit_chain() {
+        let mut t = ProcTable::new(100, 8);
+        t.insert(ProcEntry {
+            pid: 1,
+            ppid: 0,
+            comm: "init".into(),
+            exepath: "/sbin/init".into(),
+            ..Default::default()
+        });
+        t.insert(ProcEntry {
+            pid: 10,
+            ppid: 1,
+            comm: "bash".into(),
+            exepath: "/bin/bash".into(),
+            cwd: "/root".into(),
+            ..Default::default()
+        });
+        // bash forks 11
+        let mut f = ev(EventType::Clone, 10, 1, 11);
+        f.args.insert("child_pid".into(), Arg::Int(11));
+        t.observe(&mut f);
+        assert_eq!(
+            f.process
+                .ancestors
+                .iter()
+                .map(|a| a.pid)
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
+        // 11 execs ls
+        let mut e = ev(EventType::Execve, 11, 10, 0);
+        e.process.exepath = "/bin/ls".into();
+        e.process.exe = "ls".into();
+        e.process.args = vec!["-l".into()];
+        e.process.comm = "ls".into();
+        t.observe(&mut e);
+        assert_eq!(e.process.ancestors.len(), 2);
+        assert_eq!(e.process.ancestors[0].exepath, "/bin/bash");
+        assert_eq!(e.process.ancestors[1].comm, "init");
+        // a later open by 11 gets exepath/args/cwd from the table
+        let mut o = ev(EventType::Openat, 11, 10, 3);
+        t.observe(&mut o);
+        assert_eq!(o.process.exepath, "/bin/ls");
+        assert_eq!(o.process.args, vec!["-l"]);
+        assert_eq!(o.process.cwd, "/root");
+        // exit removes it
+        let mut x = ev(EventType::ProcExit, 11, 10, 0);
+        t.observe(&mut x);
+        assert!(t.get(11).is_none());
+    }
+
+    #[test]
+    fn unknown_parent_and_loops_are_bounded() {
+        let mut t = ProcTable::new(100, 3);
+        t.insert(ProcEntry {
+            pid: 5,
+            ppid: 6,
+            ..Default::default()
+        });
+        t.insert(ProcEntry {
+            pid: 6,
+            ppid: 5,
+            ..Default::default()
+        });
+        let mut e = ev(EventType::Openat, 7, 5, 0);
+        t.fill(&mut e);
+        assert_eq!(
+            e.process
+                .ancestors
+                .iter()
+                .map(|a| a.pid)
+                .collect::<Vec<_>>(),
+            vec![5, 6]
+        );
+        let mut e = ev(EventType::Openat, 8, 999, 0);
+        t.fill(&mut e);
+        assert_eq!(e.process.ancestors.len(), 1);
+        assert_eq!(e.process.ancestors[0].pid, 999);
+    }
+
+    #[test]
+    fn capacity_is_bounded() {
+        let mut t = ProcTable::new(20, 8);
+        for pid in 1..100 {
+            t.insert(ProcEntry {
+                pid,
+                ..Default::default()
+            });
+        }
+        assert!(t.len() <= 20);
+        assert!(t.get(99).is_some());
+        assert!(t.get(1).is_none());
+    }
+
+    #[test]
+    fn seeds_from_this_procfs() {
+        let mut t = ProcTable::new(100_000, 8);
+        t.seed_from_procfs(Path::new("/proc"));
+        let me = t.get(std::process::id()).expect("own process seeded");
+        assert!(!me.exepath.is_empty());
+        assert!(me.ppid > 0);
+    }
+}

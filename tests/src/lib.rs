@@ -4,4 +4,6 @@
 //!
 //! Area-specific helpers live in their own modules.
 
+pub mod capture;
+pub mod containers;
 pub mod harness;

@@ -1,0 +1,162 @@
+//! Process lifecycle from the scheduler tracepoints: exec (after the new image is in place),
+//! fork/clone (in the parent) and exit.
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use monitor_common::{EventType, flags, slot};
+
+use crate::{
+    PENDING,
+    emit::{Writer, filtered},
+    off,
+    task::{self, rk},
+};
+
+const CLONE_VM: u64 = 0x100;
+const CLONE_VFORK: u64 = 0x4000;
+const CLONE_THREAD: u64 = 0x10000;
+
+fn pending_kind(tid: u32) -> Option<(EventType, [u64; 6])> {
+    let p = unsafe { PENDING.get(&tid) }?;
+    EventType::from_id(p.kind).map(|k| (k, p.args))
+}
+
+#[repr(C)]
+struct StdioCtx {
+    task: u64,
+    kinds: u64,
+}
+
+/// Classify fd `index` (0..3) into `kinds`. A bpf_loop callback so that the verifier checks the
+/// classification once instead of once per combination of three fds.
+#[inline(never)]
+extern "C" fn stdio_step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    let c = unsafe { &mut *(ctx as *mut StdioCtx) };
+    let k = task::file_kind(task::fd_file(c.task, (index & 3) as i64)) as u64;
+    c.kinds |= k << ((index & 3) * 8);
+    0
+}
+
+/// sched:sched_process_exec(filename, pid, old_pid), kernel >= 3.4. Fires in the new image,
+/// so mm->exe_file, argv and the credentials are the new ones.
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let kind = match pending_kind(tid) {
+        Some((k @ (EventType::Execve | EventType::Execveat), _)) => k,
+        _ => EventType::Execve,
+    };
+    if filtered(kind) {
+        return 0;
+    }
+    let Some(mut w) = Writer::new() else { return 0 };
+    task::fill_header(w.header(), kind as u16, 0);
+    let t = task::current_task();
+    let mm: u64 = rk(t + off!(task_mm));
+    let exe: u64 = rk(mm + off!(mm_exe_file));
+    if exe != 0 && w.kernel_path(slot::EXE, exe + off!(file_f_path), t) {
+        unsafe { (*w.payload()).flags |= flags::KPATH_OK };
+    }
+    let arg_start: u64 = rk(mm + off!(mm_arg_start));
+    let arg_end: u64 = rk(mm + off!(mm_arg_end));
+    let argv_len = arg_end.saturating_sub(arg_start);
+    if w.user_bytes(slot::ARGV, arg_start, argv_len) {
+        unsafe { (*w.payload()).flags |= flags::ARGS_TRUNCATED };
+    }
+    let fs: u64 = rk(t + off!(task_fs));
+    if fs != 0 {
+        w.kernel_path(slot::CWD, fs + off!(fs_pwd), t);
+    }
+    // __data_loc char[] filename at offset 8: low 16 bits offset, high 16 bits length.
+    let loc: u32 = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
+    let (at, len) = ((loc & 0xffff) as usize, (loc >> 16) as usize);
+    if len > 1 {
+        let src = unsafe { (ctx.as_ptr() as *const u8).add(at) };
+        w.kernel_bytes(slot::FILENAME, src, len - 1);
+    }
+    let mut sc = StdioCtx { task: t, kinds: 0 };
+    unsafe {
+        generated::bpf_loop(
+            3,
+            stdio_step as *const () as usize as *mut core::ffi::c_void,
+            (&raw mut sc).cast(),
+            0,
+        );
+    }
+    let stdio = sc.kinds;
+    unsafe {
+        (*w.payload()).aux[0] = task::tty_nr(t);
+        (*w.payload()).aux[1] = stdio;
+        (*w.payload()).aux[2] = argv_len;
+    }
+    w.submit(kind);
+    0
+}
+
+/// sched:sched_process_fork(parent_comm, parent_pid, child_comm, child_pid), runs in the
+/// parent; the kind comes from the syscall the parent entered (clone/clone3/fork/vfork).
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let (kind, args) = match pending_kind(tid) {
+        Some((
+            k @ (EventType::Clone | EventType::Clone3 | EventType::Fork | EventType::Vfork),
+            a,
+        )) => (k, a),
+        _ => (EventType::Clone, [0; 6]),
+    };
+    if filtered(kind) {
+        return 0;
+    }
+    let child: i32 = unsafe { ctx.read_at::<i32>(off!(tp_fork_child_pid) as usize) }.unwrap_or(0);
+    let clone_flags = match kind {
+        EventType::Clone => args[0],
+        // struct clone_args starts with the u64 flags.
+        EventType::Clone3 => unsafe { bpf_probe_read_user(args[0] as *const u64) }.unwrap_or(0),
+        EventType::Vfork => CLONE_VM | CLONE_VFORK,
+        _ => 0,
+    };
+    let Some(w) = Writer::new() else { return 0 };
+    task::fill_header(w.header(), kind as u16, child as i64);
+    let child_tgid = if clone_flags & CLONE_THREAD != 0 {
+        pid_tgid >> 32
+    } else {
+        child as u64
+    };
+    unsafe {
+        (*w.payload()).args = args;
+        (*w.payload()).aux[0] = child as u64;
+        (*w.payload()).aux[1] = clone_flags;
+        (*w.payload()).aux[2] = child_tgid;
+    }
+    w.submit(kind);
+    0
+}
+
+/// sched:sched_process_exit(comm, pid, prio, group_dead), kernel >= 2.6.32. Reported once per
+/// process (when the thread-group leader exits), with `task->exit_code` as wait(2) sees it.
+#[tracepoint]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if (pid_tgid >> 32) as u32 != pid_tgid as u32 {
+        return 0;
+    }
+    if filtered(EventType::ProcExit) {
+        return 0;
+    }
+    let t = task::current_task();
+    let code: i32 = rk(t + off!(task_exit_code));
+    let Some(w) = Writer::new() else { return 0 };
+    task::fill_header(w.header(), EventType::ProcExit as u16, code as i64);
+    unsafe {
+        (*w.payload()).aux[0] = code as u32 as u64;
+        (*w.payload()).flags |= flags::GROUP_DEAD;
+    }
+    w.submit(EventType::ProcExit);
+    0
+}

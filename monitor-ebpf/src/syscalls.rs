@@ -1,0 +1,294 @@
+//! Per-syscall tracepoint pairs (syscalls:sys_enter_X / sys_exit_X, kernel >= 2.6.37 with
+//! FTRACE_SYSCALLS). Entry saves the arguments (and connect/bind's sockaddr, which the caller
+//! could change later) in PENDING; exit builds the record, resolving paths from the kernel's own
+//! objects where it can: the returned or passed fd's struct file, the dirfd or cwd a relative
+//! user path is resolved against.
+//!
+//! Per-syscall hooks rather than a raw_syscalls catch-all: the catch-all taxes every syscall on
+//! the node (see PERFORMANCE.md).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use monitor_common::{EventType, SOCKADDR_CAP, flags, slot};
+
+use crate::{
+    PENDING, PENDING_SCRATCH,
+    emit::{Writer, filtered},
+    off,
+    task::{self, rk},
+};
+
+const AT_FDCWD: i64 = -100;
+
+#[inline(always)]
+fn enter(ctx: &TracePointContext, kind: EventType) {
+    if filtered(kind) {
+        return;
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(p) = PENDING_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let args: [u64; 6] = unsafe { ctx.read_at::<[u64; 6]>(16) }.unwrap_or([0; 6]);
+    unsafe {
+        (*p).kind = kind as u16;
+        (*p).args = args;
+        (*p).sockaddr_len = 0;
+        if matches!(kind, EventType::Connect | EventType::Bind) {
+            let n = if args[2] > (SOCKADDR_CAP as u64 - 1) {
+                SOCKADDR_CAP as u64 - 1
+            } else {
+                args[2]
+            };
+            let n = (n as u32) & (SOCKADDR_CAP as u32 - 1);
+            if n > 0
+                && generated::bpf_probe_read_user(
+                    (*p).sockaddr.as_mut_ptr().cast(),
+                    n,
+                    args[1] as *const _,
+                ) == 0
+            {
+                (*p).sockaddr_len = n as u16;
+            }
+        }
+        let _ = PENDING.insert(&tid, &*p, 0);
+    }
+}
+
+/// Which arguments are the user path, its dirfd, and the second path.
+#[inline(always)]
+fn path_args(kind: EventType) -> (Option<usize>, Option<usize>, Option<usize>) {
+    use EventType::*;
+    match kind {
+        Open | Creat | Unlink | Mkdir | Rmdir | Chmod | Chown | Lchown | Truncate | Chroot
+        | Umount2 | MemfdCreate => (Some(0), None, None),
+        Openat | Openat2 | Unlinkat | Mkdirat | Fchmodat | Fchownat => (Some(1), Some(0), None),
+        Rename | Link | Pivotroot => (Some(0), None, Some(1)),
+        Renameat | Renameat2 | Linkat => (Some(1), Some(0), Some(3)),
+        // symlink(target, linkpath): the created path is linkpath; target is any string.
+        Symlink => (Some(1), None, Some(0)),
+        Symlinkat => (Some(2), Some(1), Some(0)),
+        _ => (None, None, None),
+    }
+}
+
+#[inline(always)]
+fn prefix(w: &mut Writer, t: u64, dfd: i64) {
+    if dfd == AT_FDCWD {
+        let fs: u64 = rk(t + off!(task_fs));
+        if fs != 0 {
+            w.kernel_path(slot::PREFIX, fs + off!(fs_pwd), t);
+        }
+    } else {
+        let f = task::fd_file(t, dfd);
+        if f != 0 {
+            w.kernel_path(slot::PREFIX, f + off!(file_f_path), t);
+        }
+    }
+}
+
+/// Kernel path and kind of the object behind `fd`.
+#[inline(always)]
+fn fd_object(w: &mut Writer, t: u64, fd: i64) {
+    let f = task::fd_file(t, fd);
+    if f == 0 {
+        return;
+    }
+    let k = task::file_kind(f);
+    unsafe { (*w.payload()).fd_kind = k };
+    if w.kernel_path(slot::KPATH, f + off!(file_f_path), t) {
+        unsafe { (*w.payload()).flags |= flags::KPATH_OK };
+    }
+    unsafe { task::sock_info(f, &mut (*w.payload()).sock) };
+}
+
+#[inline(always)]
+fn exit(ctx: &TracePointContext, kind: EventType) {
+    use EventType::*;
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(p) = PENDING.get_ptr(&tid) else {
+        return;
+    };
+    if matches!(kind, Execve | Execveat | Clone | Clone3 | Fork | Vfork) {
+        // Reported from the sched tracepoints; the entry only named the syscall.
+        let _ = PENDING.remove(&tid);
+        return;
+    }
+    let Some(mut w) = Writer::new() else { return };
+    let args = unsafe { (*p).args };
+    if unsafe { (*p).kind } != kind as u16 {
+        let _ = PENDING.remove(&tid);
+        return;
+    }
+    unsafe {
+        let n = (*p).sockaddr_len as u32 & (SOCKADDR_CAP as u32 - 1);
+        if n > 0 {
+            generated::bpf_probe_read_kernel(
+                (*w.payload()).sockaddr.as_mut_ptr().cast(),
+                n,
+                (*p).sockaddr.as_ptr().cast(),
+            );
+            (*w.payload()).sockaddr_len = n as u16;
+        }
+    }
+    let _ = PENDING.remove(&tid);
+    let ret: i64 = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0);
+    task::fill_header(w.header(), kind as u16, ret);
+    unsafe { (*w.payload()).args = args };
+    let t = task::current_task();
+    match kind {
+        Open | Openat | Openat2 | Creat => {
+            if ret >= 0 {
+                fd_object(&mut w, t, ret);
+            }
+            let (p1, dfd) = if matches!(kind, Open | Creat) {
+                (args[0], AT_FDCWD)
+            } else {
+                (args[1], args[0] as i32 as i64)
+            };
+            w.user_str(slot::USER1, p1);
+            if ret < 0 && w.first_byte(slot::USER1) != b'/' {
+                prefix(&mut w, t, dfd);
+            }
+            if kind == Openat2 {
+                let how: [u64; 3] =
+                    unsafe { bpf_probe_read_user(args[2] as *const [u64; 3]) }.unwrap_or([0; 3]);
+                unsafe {
+                    (*w.payload()).aux[0] = how[0];
+                    (*w.payload()).aux[1] = how[1];
+                    (*w.payload()).aux[2] = how[2];
+                }
+            }
+        }
+        Fchmod | Fchown | Ftruncate | Setns => fd_object(&mut w, t, args[0] as i32 as i64),
+        Dup | Dup2 | Dup3 => {
+            if ret >= 0 {
+                fd_object(&mut w, t, ret);
+            }
+            unsafe {
+                (*w.payload()).aux[0] =
+                    task::file_kind(task::fd_file(t, args[0] as i32 as i64)) as u64
+            };
+        }
+        Socket | Accept | Accept4 => {
+            if ret >= 0 {
+                let f = task::fd_file(t, ret);
+                unsafe {
+                    (*w.payload()).fd_kind = task::file_kind(f);
+                    task::sock_info(f, &mut (*w.payload()).sock);
+                }
+            }
+        }
+        Connect | Bind | Listen => {
+            let f = task::fd_file(t, args[0] as i32 as i64);
+            unsafe {
+                (*w.payload()).fd_kind = task::file_kind(f);
+                task::sock_info(f, &mut (*w.payload()).sock);
+            }
+        }
+        Mount => {
+            w.user_str(slot::KPATH, args[2]);
+            w.user_str(slot::USER1, args[0]);
+            w.user_str(slot::USER2, args[1]);
+        }
+        _ => {
+            let (p1, dfd, p2) = path_args(kind);
+            if let Some(i) = p1 {
+                w.user_str(slot::USER1, args[i & 7]);
+            }
+            if let Some(i) = p2 {
+                w.user_str(slot::USER2, args[i & 7]);
+            }
+            if p1.is_some() && kind != MemfdCreate && w.first_byte(slot::USER1) != b'/' {
+                let d = match dfd {
+                    Some(i) => args[i & 7] as i32 as i64,
+                    None => AT_FDCWD,
+                };
+                prefix(&mut w, t, d);
+            }
+        }
+    }
+    w.submit(kind);
+}
+
+macro_rules! hooks {
+    ($( $kind:ident : $enter:ident, $exit:ident; )*) => { $(
+        #[tracepoint]
+        pub fn $enter(ctx: TracePointContext) -> u32 {
+            enter(&ctx, EventType::$kind);
+            0
+        }
+        #[tracepoint]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            exit(&ctx, EventType::$kind);
+            0
+        }
+    )* };
+}
+
+hooks! {
+    Execve: sys_enter_execve, sys_exit_execve;
+    Execveat: sys_enter_execveat, sys_exit_execveat;
+    Clone: sys_enter_clone, sys_exit_clone;
+    Clone3: sys_enter_clone3, sys_exit_clone3;
+    Fork: sys_enter_fork, sys_exit_fork;
+    Vfork: sys_enter_vfork, sys_exit_vfork;
+    Open: sys_enter_open, sys_exit_open;
+    Openat: sys_enter_openat, sys_exit_openat;
+    Openat2: sys_enter_openat2, sys_exit_openat2;
+    Creat: sys_enter_creat, sys_exit_creat;
+    Unlink: sys_enter_unlink, sys_exit_unlink;
+    Unlinkat: sys_enter_unlinkat, sys_exit_unlinkat;
+    Rename: sys_enter_rename, sys_exit_rename;
+    Renameat: sys_enter_renameat, sys_exit_renameat;
+    Renameat2: sys_enter_renameat2, sys_exit_renameat2;
+    Mkdir: sys_enter_mkdir, sys_exit_mkdir;
+    Mkdirat: sys_enter_mkdirat, sys_exit_mkdirat;
+    Rmdir: sys_enter_rmdir, sys_exit_rmdir;
+    Link: sys_enter_link, sys_exit_link;
+    Linkat: sys_enter_linkat, sys_exit_linkat;
+    Symlink: sys_enter_symlink, sys_exit_symlink;
+    Symlinkat: sys_enter_symlinkat, sys_exit_symlinkat;
+    Chmod: sys_enter_chmod, sys_exit_chmod;
+    Fchmod: sys_enter_fchmod, sys_exit_fchmod;
+    Fchmodat: sys_enter_fchmodat, sys_exit_fchmodat;
+    Chown: sys_enter_chown, sys_exit_chown;
+    Lchown: sys_enter_lchown, sys_exit_lchown;
+    Fchown: sys_enter_fchown, sys_exit_fchown;
+    Fchownat: sys_enter_fchownat, sys_exit_fchownat;
+    Truncate: sys_enter_truncate, sys_exit_truncate;
+    Ftruncate: sys_enter_ftruncate, sys_exit_ftruncate;
+    Dup: sys_enter_dup, sys_exit_dup;
+    Dup2: sys_enter_dup2, sys_exit_dup2;
+    Dup3: sys_enter_dup3, sys_exit_dup3;
+    Socket: sys_enter_socket, sys_exit_socket;
+    Connect: sys_enter_connect, sys_exit_connect;
+    Accept: sys_enter_accept, sys_exit_accept;
+    Accept4: sys_enter_accept4, sys_exit_accept4;
+    Bind: sys_enter_bind, sys_exit_bind;
+    Listen: sys_enter_listen, sys_exit_listen;
+    Setuid: sys_enter_setuid, sys_exit_setuid;
+    Setgid: sys_enter_setgid, sys_exit_setgid;
+    Setreuid: sys_enter_setreuid, sys_exit_setreuid;
+    Setregid: sys_enter_setregid, sys_exit_setregid;
+    Setresuid: sys_enter_setresuid, sys_exit_setresuid;
+    Setresgid: sys_enter_setresgid, sys_exit_setresgid;
+    Setfsuid: sys_enter_setfsuid, sys_exit_setfsuid;
+    Setfsgid: sys_enter_setfsgid, sys_exit_setfsgid;
+    Capset: sys_enter_capset, sys_exit_capset;
+    Ptrace: sys_enter_ptrace, sys_exit_ptrace;
+    Mount: sys_enter_mount, sys_exit_mount;
+    // umount2's tracepoints are named after the kernel's sys_umount.
+    Umount2: sys_enter_umount, sys_exit_umount;
+    Unshare: sys_enter_unshare, sys_exit_unshare;
+    Setns: sys_enter_setns, sys_exit_setns;
+    MemfdCreate: sys_enter_memfd_create, sys_exit_memfd_create;
+    Bpf: sys_enter_bpf, sys_exit_bpf;
+    Chroot: sys_enter_chroot, sys_exit_chroot;
+    Pivotroot: sys_enter_pivot_root, sys_exit_pivot_root;
+    InitModule: sys_enter_init_module, sys_exit_init_module;
+    FinitModule: sys_enter_finit_module, sys_exit_finit_module;
+}

@@ -1,0 +1,387 @@
+//! Capture end to end (root): `monitor events --cgroup <test cgroup>` while a workload in that
+//! cgroup performs exact syscalls; every scenario asserts the exact fields it must produce.
+//! One monitor serves all scenarios (loading ~120 programs takes seconds); each scenario's
+//! failure is collected and reported together.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use monitor_tests::capture::{WORKLOAD_PY, int_at, is, str_at};
+use monitor_tests::harness::{MonitorProcess, TestCgroup, monitor_bin, skip_unless_root};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Checks {
+    failures: Vec<String>,
+}
+
+impl Checks {
+    fn check(&mut self, name: &str, ok: bool, detail: impl FnOnce() -> String) {
+        if ok {
+            eprintln!("ok: {name}");
+        } else {
+            let d = detail();
+            eprintln!("FAILED: {name}: {d}");
+            self.failures.push(format!("{name}: {d}"));
+        }
+    }
+}
+
+fn show(v: &Option<Value>) -> String {
+    match v {
+        Some(v) => {
+            let mut v = v.clone();
+            if let Some(p) = v.get_mut("process") {
+                p["ancestors"] = Value::Null;
+            }
+            v.to_string()
+        }
+        None => "no such event".into(),
+    }
+}
+
+#[test]
+fn capture_end_to_end() {
+    if skip_unless_root() {
+        return;
+    }
+    let cg = TestCgroup::new("capture").expect("test cgroup");
+    let scratch = std::env::temp_dir().join(format!("monitor-capture-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(scratch.join("sub")).unwrap();
+    std::fs::write(scratch.join("sub/file.txt"), b"x").unwrap();
+    std::os::unix::fs::symlink(scratch.join("sub/file.txt"), scratch.join("lnk")).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/true", scratch.join("true-link")).unwrap();
+    // The kernel reports real paths: resolve /tmp itself if it is a symlink.
+    let real = std::fs::canonicalize(&scratch).unwrap();
+    let real_s = real.to_str().unwrap().to_string();
+    let cgid = cg.id.to_string();
+    let mut m = MonitorProcess::spawn(&["events", "--cgroup", &cgid], Some("ready"))
+        .expect("monitor starts");
+    let mut c = Checks {
+        failures: Vec::new(),
+    };
+    let me = std::process::id() as i64;
+
+    // execve with argv, exepath, ppid and cgroup id.
+    let st = cg
+        .command("/bin/echo")
+        .args(["capture-test", "a b"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("execve") && str_at(v, "process.exe") == Some("/bin/echo")
+    });
+    let e = ev.as_ref();
+    c.check(
+        "execve fields",
+        e.is_some_and(|e| {
+            str_at(e, "process.exepath") == Some("/usr/bin/echo")
+                && e["process"]["args"] == serde_json::json!(["capture-test", "a b"])
+                && int_at(e, "process.ppid") == Some(me)
+                && e["cgroup_id"].as_u64() == Some(cg.id)
+                && str_at(e, "args.filename") == Some("/bin/echo")
+                && int_at(e, "ret") == Some(0)
+        }),
+        || show(&ev),
+    );
+
+    // exec through a symlink: the kernel's exe path is the target, filename is what was run.
+    let link = real.join("true-link");
+    let st = cg.command(link.to_str().unwrap()).status().unwrap();
+    assert!(st.success());
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("execve") && str_at(v, "args.filename") == link.to_str()
+    });
+    c.check(
+        "exec via symlink",
+        ev.as_ref()
+            .is_some_and(|e| str_at(e, "process.exepath") == Some("/usr/bin/true")),
+        || show(&ev),
+    );
+
+    // exec from a memfd.
+    let st = cg
+        .command("python3")
+        .args([
+            "-c",
+            "import os; fd=os.memfd_create('capexec', 0); os.write(fd, open('/usr/bin/true','rb').read()); os.execv(f'/proc/self/fd/{fd}', ['memfdtrue'])",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("execve") && str_at(v, "process.exe") == Some("memfdtrue")
+    });
+    c.check(
+        "exec from memfd",
+        ev.as_ref().is_some_and(|e| {
+            e["process"]["is_exe_from_memfd"] == Value::Bool(true)
+                && str_at(e, "process.exepath").is_some_and(|p| p.starts_with("/memfd:capexec"))
+        }),
+        || show(&ev),
+    );
+
+    // The syscall workload.
+    let out = cg
+        .command("python3")
+        .args(["-c", WORKLOAD_PY, &real_s])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "workload exit status");
+    let info: Value = serde_json::from_slice(&out.stdout).expect("workload prints its JSON");
+    let pid = info["pid"].as_u64().unwrap() as u32;
+    let file = format!("{real_s}/sub/file.txt");
+
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "openat", pid) && str_at(v, "fd.raw_path") == Some("sub/file.txt")
+    });
+    c.check(
+        "openat dirfd + relative path",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(file.as_str())
+                && str_at(e, "fd.path_source") == Some("kernel")
+                && str_at(e, "fd.type") == Some("file")
+                && int_at(e, "ret").is_some_and(|r| r >= 0)
+                && int_at(e, "args.dirfd").is_some_and(|d| d >= 0)
+        }),
+        || show(&ev),
+    );
+    let dotdot = format!(
+        "../../{}/sub/file.txt",
+        real.file_name().unwrap().to_str().unwrap()
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "openat", pid) && str_at(v, "fd.raw_path") == Some(dotdot.as_str())
+    });
+    c.check(
+        "open ../../ path",
+        ev.as_ref()
+            .is_some_and(|e| str_at(e, "fd.path") == Some(file.as_str())),
+        || show(&ev),
+    );
+    let lnk = format!("{real_s}/lnk");
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "openat", pid) && str_at(v, "fd.raw_path") == Some(lnk.as_str())
+    });
+    c.check(
+        "open through symlink gives target",
+        ev.as_ref()
+            .is_some_and(|e| str_at(e, "fd.path") == Some(file.as_str())),
+        || show(&ev),
+    );
+    let missing = format!("{real_s}/missing-abs");
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "openat", pid) && str_at(v, "fd.raw_path") == Some(missing.as_str())
+    });
+    c.check(
+        "open ENOENT absolute",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "ret") == Some(-2)
+                && str_at(e, "fd.path") == Some(missing.as_str())
+                && str_at(e, "fd.path_source") == Some("user")
+        }),
+        || show(&ev),
+    );
+    let missing_rel = format!("{real_s}/sub/missing-rel");
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "openat", pid) && str_at(v, "fd.raw_path") == Some("missing-rel")
+    });
+    c.check(
+        "open ENOENT relative joins kernel cwd",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "ret") == Some(-2) && str_at(e, "fd.path") == Some(missing_rel.as_str())
+        }),
+        || show(&ev),
+    );
+
+    let p4 = info["port4"].as_i64().unwrap();
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "connect", pid) && int_at(v, "fd.net.server_port") == Some(p4)
+    });
+    c.check(
+        "connect 127.0.0.1 refused",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "ret") == Some(-111)
+                && str_at(e, "fd.net.server_ip") == Some("127.0.0.1")
+                && str_at(e, "fd.type") == Some("ipv4")
+                && str_at(e, "fd.net.l4proto") == Some("tcp")
+        }),
+        || show(&ev),
+    );
+    let p6 = info["port6"].as_i64().unwrap();
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "connect", pid) && int_at(v, "fd.net.server_port") == Some(p6)
+    });
+    c.check(
+        "connect ::1 refused",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "ret") == Some(-111)
+                && str_at(e, "fd.net.server_ip") == Some("::1")
+                && str_at(e, "fd.type") == Some("ipv6")
+        }),
+        || show(&ev),
+    );
+    let upath = format!("{real_s}/u.sock");
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "connect", pid) && str_at(v, "fd.net.unix_path") == Some(upath.as_str())
+    });
+    c.check(
+        "connect unix path",
+        ev.as_ref()
+            .is_some_and(|e| int_at(e, "ret") == Some(0) && str_at(e, "fd.type") == Some("unix")),
+        || show(&ev),
+    );
+
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "memfd_create", pid) && str_at(v, "args.name") == Some("capture-memfd")
+    });
+    c.check(
+        "memfd_create name",
+        ev.as_ref()
+            .is_some_and(|e| int_at(e, "ret").is_some_and(|r| r >= 0)),
+        || show(&ev),
+    );
+
+    let ev = m.wait_for(WAIT, |v| is(v, "unshare", pid));
+    c.check(
+        "unshare flags",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "args.flags.raw") == Some(0x04000000)
+                && str_at(e, "args.flags.text") == Some("CLONE_NEWUTS")
+                && int_at(e, "ret") == Some(0)
+        }),
+        || show(&ev),
+    );
+
+    let traced = info["traced"].as_i64().unwrap();
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "ptrace", pid) && str_at(v, "args.request.text") == Some("PTRACE_ATTACH")
+    });
+    c.check(
+        "ptrace attach",
+        ev.as_ref()
+            .is_some_and(|e| int_at(e, "args.pid") == Some(traced) && int_at(e, "ret") == Some(0)),
+        || show(&ev),
+    );
+
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "dup2", pid) && int_at(v, "args.newfd") == Some(0)
+    });
+    c.check(
+        "dup2 socket onto fd 0",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "ret") == Some(0)
+                && str_at(e, "fd.type") == Some("ipv4")
+                && str_at(e, "args.old_type") == Some("ipv4")
+        }),
+        || show(&ev),
+    );
+
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "setuid", pid) && int_at(v, "args.uid") == Some(0)
+    });
+    c.check(
+        "setuid EPERM as nobody",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "ret") == Some(-1) && int_at(e, "process.euid") == Some(65534)
+        }),
+        || show(&ev),
+    );
+
+    let ev = m.wait_for(WAIT, |v| is(v, "procexit", pid));
+    c.check(
+        "procexit code",
+        ev.as_ref()
+            .is_some_and(|e| int_at(e, "args.code") == Some(7) && int_at(e, "ret") == Some(7 << 8)),
+        || show(&ev),
+    );
+
+    let st = m.stop().expect("monitor stops");
+    c.check("monitor exits 0 on SIGTERM", st.success(), || {
+        format!("{st:?}")
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert!(
+        c.failures.is_empty(),
+        "{} scenario(s) failed:\n{}",
+        c.failures.len(),
+        c.failures.join("\n")
+    );
+}
+
+#[test]
+fn module_load_is_reported_when_hookable() {
+    if skip_unless_root() {
+        return;
+    }
+    if !Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_finit_module").exists()
+        && Path::new("/sys/kernel/tracing/events/syscalls").exists()
+    {
+        eprintln!(
+            "SKIPPED: this kernel has no finit_module tracepoint (CONFIG_MODULES off); module loads are not covered here"
+        );
+        return;
+    }
+    let out = std::process::Command::new(monitor_bin())
+        .arg("doctor")
+        .output()
+        .expect("doctor runs");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("doctor prints JSON");
+    assert_eq!(
+        v["kinds"]["finit_module"]["covered"],
+        Value::Bool(true),
+        "{v}"
+    );
+}
+
+#[test]
+fn doctor_reports_coverage() {
+    if skip_unless_root() {
+        return;
+    }
+    let out = std::process::Command::new(monitor_bin())
+        .arg("doctor")
+        .output()
+        .expect("doctor runs");
+    assert!(
+        out.status.success(),
+        "doctor failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("doctor prints JSON");
+    for k in [
+        "execve",
+        "clone",
+        "procexit",
+        "openat",
+        "connect",
+        "setuid",
+        "ptrace",
+        "memfd_create",
+        "bpf",
+    ] {
+        assert_eq!(
+            v["kinds"][k]["covered"],
+            Value::Bool(true),
+            "{k} not covered: {}",
+            v["kinds"][k]
+        );
+    }
+    if !Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_init_module").exists() {
+        assert_eq!(v["kinds"]["init_module"]["covered"], Value::Bool(false));
+        assert!(
+            v["kinds"]["init_module"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("absent"),
+            "{}",
+            v["kinds"]["init_module"]
+        );
+    }
+}
