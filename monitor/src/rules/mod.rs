@@ -183,6 +183,11 @@ impl RuleSet {
         self.rules.iter().map(|r| r.name.as_str())
     }
 
+    /// Name and priority of every loaded rule (metrics export a zero series for each).
+    pub fn rule_priorities(&self) -> impl Iterator<Item = (&str, Priority)> {
+        self.rules.iter().map(|r| (r.name.as_str(), r.priority))
+    }
+
     /// Rules with no `evt.type` constraint (evaluated for every event).
     pub fn unindexed_rules(&self) -> usize {
         self.any_count
