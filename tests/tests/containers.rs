@@ -174,6 +174,30 @@ fn runc_container_created_after_start_up_resolves_on_miss() {
 }
 
 #[test]
+fn runc_container_with_a_free_form_id_and_cgroup_path() {
+    if skip_unless(&["runc"]) {
+        return;
+    }
+    let state = TempDir::new("runc-named").expect("tmp");
+    let a = Attributor::new(opts(vec![state.0.clone()], vec![])).expect("attributor");
+    a.discover();
+    // No naming pattern matches `/monitor-test-runc/web-<n>`: runc's state names the cgroup.
+    let name = format!("web-{}", std::process::id());
+    let c = RuncContainer::start_custom(Some(&state.0), Some(name.clone()), &cri_annotations())
+        .expect("runc container");
+    let id = proc_identity(c.init_pid().expect("pid")).expect("identity");
+    let mut ev = event_for(&id);
+    assert_eq!(a.attribute(&mut ev), Attribution::Found);
+    assert_eq!(ev.container.full_id, name);
+    assert_eq!(ev.container.id, name.chars().take(12).collect::<String>());
+    assert_eq!(ev.container.runtime, "runc");
+    assert_eq!(
+        ev.container.k8s.as_ref().map(|k| k.pod_name.as_str()),
+        Some("shop-web-5d8f7")
+    );
+}
+
+#[test]
 fn runc_cgroup_id_without_pid_resolves_by_walking_the_tree() {
     if skip_unless(&["runc"]) {
         return;

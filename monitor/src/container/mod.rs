@@ -40,7 +40,21 @@
 //! `runtime = ""` and `full_id = ""` (see [`is_foreign_namespace`]). Host services in their own
 //! mount namespace (systemd `PrivateTmp=`) stay `host`.
 //!
+//! # Metrics
+//! `monitor_containers_tracked`, `monitor_attribution_misses_total`,
+//! `monitor_attribution_unresolved_total{reason}`, `monitor_attribution_cgroup_walks_total`,
+//! `monitor_attribution_cache_evictions_total`, and from the retry stage
+//! `monitor_attribution_held_events`, `monitor_attribution_evicted_events_total`.
+//!
 //! # Limits
+//! - runc ids need not be hex: a runc container named `web` gets `full_id = "web"` and
+//!   `id` = its first 12 characters. If such a container also uses a cgroupsPath no pattern
+//!   knows and shares the host pid namespace, its first events can be attributed `host` until
+//!   the next rescan (at most `refresh_interval`) reads its state.
+//! - A container removed before any of its events was attributed (its cgroup gone) cannot be
+//!   resolved later: those late events go on as `unknown`.
+//! - Attribution does blocking file reads on a miss (tmpfs and procfs, microseconds); the stage
+//!   runs them inline and the periodic rescan on the blocking pool.
 //! - cgroup v1-only nodes: the kernel's v2 cgroup id is then the root's for every task, so no
 //!   event can be attributed by cgroup; start-up fails with a clear error. This cannot be tested
 //!   on the hybrid machines this project runs on.
@@ -102,6 +116,17 @@ static CACHE_EVICTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
         "Times the cgroup cache reached its bound and dropped its non-container entries.",
     ))
 });
+
+/// Register this module's metrics now, so they are exported (at zero) before the first event.
+/// [`Attributor::new`] calls it.
+pub fn register_metrics() {
+    LazyLock::force(&TRACKED);
+    LazyLock::force(&MISSES);
+    LazyLock::force(&UNRESOLVED);
+    LazyLock::force(&WALKS);
+    LazyLock::force(&CACHE_EVICTIONS);
+    stage::register_metrics();
+}
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
     m: Result<T, prometheus::Error>,
@@ -226,7 +251,13 @@ struct Inner {
     containers: HashMap<String, Tracked>,
     /// Container cgroup path -> full id, for cgroups that match no naming pattern.
     by_path: HashMap<String, String>,
+    /// Ids listed in a state dir whose lookup failed (stopped, half-written), and when.
+    failed_lookups: HashMap<String, Instant>,
 }
+
+/// How long discovery skips an id whose lookup failed. New containers do not wait for it: a
+/// miss on their cgroup looks their id up directly.
+const FAILED_LOOKUP_BACKOFF: Duration = Duration::from_secs(5);
 
 struct WalkState {
     last_walk: Option<Instant>,
@@ -267,6 +298,7 @@ fn ns_inode(path: &Path) -> Option<u64> {
 
 impl Attributor {
     pub fn new(opts: AttributorOptions) -> Result<Attributor, AttributorError> {
+        register_metrics();
         let mount = match &opts.cgroup2_mount {
             Some(m) => m.clone(),
             None => cgroup::find_cgroup2_mount(&opts.proc_root.join("self/mountinfo"))?,
@@ -325,43 +357,65 @@ impl Attributor {
     /// removed and forgets those removed longer than the grace period.
     pub fn discover(&self) -> usize {
         let ids = runtime::list_ids(&self.opts.roots);
-        let mut seen = Vec::with_capacity(ids.len());
+        let now = Instant::now();
         let mut fresh = Vec::new();
         {
             let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
             for id in &ids {
-                match inner.containers.get(id) {
-                    Some(t) if t.removed_at.is_none() => seen.push(id.clone()),
-                    _ => fresh.push(id.clone()),
+                let tracked = inner
+                    .containers
+                    .get(id)
+                    .is_some_and(|t| t.removed_at.is_none());
+                // Stopped containers keep their state (podman's storage): do not re-read them
+                // on every scan.
+                let failed_recently = inner
+                    .failed_lookups
+                    .get(id)
+                    .is_some_and(|t| now.duration_since(*t) < FAILED_LOOKUP_BACKOFF);
+                if !tracked && !failed_recently {
+                    fresh.push(id.clone());
                 }
             }
         }
         // Parse outside the lock: file reads.
-        let records: Vec<Record> = fresh
-            .iter()
-            .filter_map(|id| runtime::lookup(&self.opts.roots, &self.opts.proc_root, id))
-            .collect();
-        let now = Instant::now();
+        let mut records = Vec::new();
+        let mut failed = Vec::new();
+        for id in fresh {
+            match runtime::lookup(&self.opts.roots, &self.opts.proc_root, &id) {
+                Some(r) => records.push(r),
+                None => failed.push(id),
+            }
+        }
+        let listed: std::collections::HashSet<&String> = ids.iter().collect();
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if inner.failed_lookups.len() + failed.len() > self.opts.max_containers {
+            inner.failed_lookups.clear();
+        }
+        for id in failed {
+            inner.failed_lookups.insert(id, now);
+        }
         for rec in records {
-            seen.push(rec.full_id.clone());
+            inner.failed_lookups.remove(&rec.full_id);
             self.track(&mut inner, rec);
         }
-        // Still present = listed in a state dir (kept even if our parse is not repeated).
-        let present: std::collections::HashSet<&String> = seen.iter().collect();
         let mut forget = Vec::new();
         for (id, t) in inner.containers.iter_mut() {
-            if present.contains(id) {
-                continue;
-            }
-            // The cgroup directory outliving the state means the container is still tearing down.
-            let cgroup_alive = t
+            // Alive while its cgroup exists (processes may still run while the runtime tears
+            // it down), or while it is listed and its init process lives.
+            let cgroup_alive =
+                t.record.cgroup_path.as_deref().is_some_and(|p| {
+                    p != "/" && self.mount.join(p.trim_start_matches('/')).is_dir()
+                });
+            let init_alive = t
                 .record
-                .cgroup_path
-                .as_deref()
-                .is_some_and(|p| self.mount.join(p.trim_start_matches('/')).is_dir());
+                .init_pid
+                .is_some_and(|pid| self.opts.proc_root.join(pid.to_string()).exists());
+            let alive = cgroup_alive || (listed.contains(id) && init_alive);
             match t.removed_at {
-                None if !cgroup_alive => t.removed_at = Some(now),
+                None if !alive => {
+                    tracing::debug!(container_id = %id, "A container was removed; it keeps attributing late events for the grace period.");
+                    t.removed_at = Some(now);
+                }
                 Some(at) if now.duration_since(at) >= self.opts.removed_grace => {
                     forget.push(id.clone())
                 }
@@ -405,9 +459,18 @@ impl Attributor {
         let cgroup_id = rec
             .cgroup_path
             .as_deref()
+            .filter(|p| *p != "/")
             .and_then(|p| cgroup::cgroup_id_of(&self.mount, p));
-        if let Some(p) = &rec.cgroup_path {
-            inner.by_path.insert(p.clone(), rec.full_id.clone());
+        // A container left in the root cgroup (`ctr run --cgroup ""`) must not claim every
+        // root-cgroup process.
+        if let Some(p) = rec.cgroup_path.as_deref().filter(|p| *p != "/") {
+            inner.by_path.insert(p.to_string(), rec.full_id.clone());
+            if cgroup::parse_cgroup_path(p).is_empty() {
+                // Its cgroups may have been cached as host before its state was read.
+                inner
+                    .by_cgroup
+                    .retain(|_, c| !matches!(c, Class::NotContainer { root: false }));
+            }
         }
         let shared = Arc::new(container.clone());
         if let Some(cg) = cgroup_id {
@@ -477,8 +540,11 @@ impl Attributor {
                     MISSES.inc();
                     // A runtime we do not know by pattern may still own this cgroup.
                     if let Some(path) = self.path_of(ev.cgroup_id, ev.process.pid) {
-                        if self.rescan_for_path(&path) {
-                            return self.attribute(ev);
+                        if path != "/" && self.rescan_for_path(&path) {
+                            if let Some(Class::Container(c)) = self.resolve(ev) {
+                                ev.container = (*c).clone();
+                                return Attribution::Found;
+                            }
                         }
                     }
                     return Attribution::NotYet;
@@ -540,6 +606,13 @@ impl Attributor {
         if matches.is_empty() {
             if let Some(c) = self.container_by_path(&path) {
                 return Some(self.cache(ev.cgroup_id, Class::Container(c)));
+            }
+            // A runc container whose cgroupsPath follows no pattern: only its state names the
+            // path. Rate-limited; the periodic rescan catches what this misses.
+            if self.rescan_for_path(&path) {
+                if let Some(c) = self.container_by_path(&path) {
+                    return Some(self.cache(ev.cgroup_id, Class::Container(c)));
+                }
             }
             return Some(self.cache(ev.cgroup_id, Class::NotContainer { root: false }));
         }

@@ -38,6 +38,11 @@ static EVICTED: LazyLock<IntCounter> = LazyLock::new(|| {
     ))
 });
 
+pub(super) fn register_metrics() {
+    LazyLock::force(&HELD);
+    LazyLock::force(&EVICTED);
+}
+
 /// Start the stage on the current tokio runtime. `capacity` bounds both the events held and the
 /// output channel.
 pub fn spawn_stage(
