@@ -155,12 +155,11 @@ fn match_segment(seg: &str, parent: &str) -> Option<(String, Option<&'static str
         return Some((body.to_string(), rt));
     }
     // systemd driver with another prefix (`runc-<id>.scope`, `<anything>-<id>.scope`).
-    if let Some(s) = scope {
-        if let Some((_, id)) = s.rsplit_once('-') {
-            if is_full_id(id) {
-                return Some((id.to_string(), None));
-            }
-        }
+    if let Some(s) = scope
+        && let Some((_, id)) = s.rsplit_once('-')
+        && is_full_id(id)
+    {
+        return Some((id.to_string(), None));
     }
     None
 }

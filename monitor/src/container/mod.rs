@@ -539,13 +539,13 @@ impl Attributor {
                 if self.foreign(ev, root) {
                     MISSES.inc();
                     // A runtime we do not know by pattern may still own this cgroup.
-                    if let Some(path) = self.path_of(ev.cgroup_id, ev.process.pid) {
-                        if path != "/" && self.rescan_for_path(&path) {
-                            if let Some(Class::Container(c)) = self.resolve(ev) {
-                                ev.container = (*c).clone();
-                                return Attribution::Found;
-                            }
-                        }
+                    if let Some(path) = self.path_of(ev.cgroup_id, ev.process.pid)
+                        && path != "/"
+                        && self.rescan_for_path(&path)
+                        && let Some(Class::Container(c)) = self.resolve(ev)
+                    {
+                        ev.container = (*c).clone();
+                        return Attribution::Found;
                     }
                     return Attribution::NotYet;
                 }
@@ -609,10 +609,10 @@ impl Attributor {
             }
             // A runc container whose cgroupsPath follows no pattern: only its state names the
             // path. Rate-limited; the periodic rescan catches what this misses.
-            if self.rescan_for_path(&path) {
-                if let Some(c) = self.container_by_path(&path) {
-                    return Some(self.cache(ev.cgroup_id, Class::Container(c)));
-                }
+            if self.rescan_for_path(&path)
+                && let Some(c) = self.container_by_path(&path)
+            {
+                return Some(self.cache(ev.cgroup_id, Class::Container(c)));
             }
             return Some(self.cache(ev.cgroup_id, Class::NotContainer { root: false }));
         }
@@ -702,12 +702,11 @@ impl Attributor {
         if cgroup_id == self.root_cgroup_id {
             return Some("/".to_string());
         }
-        if pid != 0 {
-            if let Some(p) = cgroup::proc_cgroup_path(&self.opts.proc_root, pid) {
-                if cgroup::cgroup_id_of(&self.mount, &p) == Some(cgroup_id) {
-                    return Some(p);
-                }
-            }
+        if pid != 0
+            && let Some(p) = cgroup::proc_cgroup_path(&self.opts.proc_root, pid)
+            && cgroup::cgroup_id_of(&self.mount, &p) == Some(cgroup_id)
+        {
+            return Some(p);
         }
         let mut w = self.walk.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = w.id_to_path.get(&cgroup_id) {

@@ -271,14 +271,14 @@ fn from_runc_state(state_path: &Path, proc_root: &Path) -> Option<Record> {
 /// runc records absolute paths; keep the part below the cgroup2 mount it used.
 fn relative_to_any_cgroup2(abs: &str) -> Option<String> {
     for mount in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
-        if let Some(rest) = abs.strip_prefix(mount) {
-            if rest.is_empty() || rest.starts_with('/') {
-                return Some(if rest.is_empty() {
-                    "/".into()
-                } else {
-                    rest.to_string()
-                });
-            }
+        if let Some(rest) = abs.strip_prefix(mount)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return Some(if rest.is_empty() {
+                "/".into()
+            } else {
+                rest.to_string()
+            });
         }
     }
     None
@@ -315,10 +315,10 @@ fn from_spec(spec: &Spec, id: &str, default_runtime: &'static str, config_read: 
     let k8s = oci::k8s_from_annotations(a);
     let image = oci::image_from_annotations(a).unwrap_or_default();
     let mut image_digest = String::new();
-    if let Some(r) = a.get(oci::ann::CRIO_IMAGE_REF) {
-        if let Some((_, d)) = r.split_once('@') {
-            image_digest = oci::bounded(d);
-        }
+    if let Some(r) = a.get(oci::ann::CRIO_IMAGE_REF)
+        && let Some((_, d)) = r.split_once('@')
+    {
+        image_digest = oci::bounded(d);
     }
     let name = k8s
         .as_ref()
@@ -383,10 +383,9 @@ fn add_podman_metadata(rec: &mut Record, storages: &[PathBuf]) {
         }
         if let Ok(images) =
             oci::read_json_bounded::<Vec<StorageImage>>(&root.join("overlay-images/images.json"))
+            && let Some(img) = images.into_iter().find(|i| i.id == c.image)
         {
-            if let Some(img) = images.into_iter().find(|i| i.id == c.image) {
-                rec.image_digest = oci::bounded(&img.digest);
-            }
+            rec.image_digest = oci::bounded(&img.digest);
         }
         return;
     }

@@ -161,9 +161,10 @@ async fn accept(
 ) -> bool {
     let key = if let Some(&(key, _)) = pending.by_pid.get(&ev.process.pid) {
         Some(key)
-    } else if pending.queues.contains_key(&ev.cgroup_id) {
-        Some(ev.cgroup_id)
-    } else if a.attribute(&mut ev) == Attribution::NotYet {
+    } else if pending.queues.contains_key(&ev.cgroup_id)
+        || a.attribute(&mut ev) == Attribution::NotYet
+    {
+        // Behind the cgroup's held events, or the first one held for it.
         Some(ev.cgroup_id)
     } else {
         None
