@@ -455,3 +455,79 @@ fn foreign_pid_namespace_outside_container_cgroups_is_not_host() {
         .status();
     let _ = unshare.wait();
 }
+
+#[test]
+fn monitor_containers_command_lists_a_runc_container() {
+    if skip_unless(&["runc"]) {
+        return;
+    }
+    let bin = monitor_tests::harness::monitor_bin();
+    if !bin.exists() {
+        eprintln!(
+            "SKIPPED: {} is not built (cargo build -p monitor)",
+            bin.display()
+        );
+        return;
+    }
+    let c = RuncContainer::start(&cri_annotations()).expect("runc container");
+    let none = TempDir::new("none").expect("tmp");
+    let empty = none.0.to_string_lossy().to_string();
+    let out = std::process::Command::new(&bin)
+        .args(["containers", "--runc-root", &c.root.to_string_lossy()])
+        .args([
+            "--containerd-task-root",
+            &empty,
+            "--podman-storage",
+            &empty,
+            "--crio-run-storage",
+            &empty,
+        ])
+        .args(["--docker-root", &empty])
+        .output()
+        .expect("run monitor containers");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let v = &lines[0];
+    assert_eq!(v["full_id"], c.id.as_str());
+    assert_eq!(v["id"], &c.id[..12]);
+    assert_eq!(v["runtime"], "runc");
+    assert_eq!(v["name"], "web");
+    assert_eq!(v["image"], "registry.example:5000/team/web:1.4.2");
+    assert_eq!(v["cgroup_path"], c.cgroup_path.as_str());
+    assert_eq!(v["init_pid"], c.init_pid().expect("pid"));
+    assert_eq!(v["k8s"]["pod_name"], "shop-web-5d8f7");
+    assert_eq!(v["k8s"]["namespace"], "shop");
+    assert_eq!(v["removed"], false);
+    let table = std::process::Command::new(&bin)
+        .args([
+            "containers",
+            "--table",
+            "--runc-root",
+            &c.root.to_string_lossy(),
+        ])
+        .args([
+            "--containerd-task-root",
+            &empty,
+            "--podman-storage",
+            &empty,
+            "--crio-run-storage",
+            &empty,
+        ])
+        .output()
+        .expect("run monitor containers --table");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.starts_with("ID "), "{text}");
+    assert!(
+        text.contains(&c.id[..12]) && text.contains("shop/shop-web-5d8f7"),
+        "{text}"
+    );
+}

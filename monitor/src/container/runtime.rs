@@ -650,4 +650,51 @@ mod tests {
         assert_eq!(ids, vec![id_ctrd, id_docker, id_crio]);
         let _ = std::fs::remove_dir_all(&tmp);
     }
+
+    /// Broken or hostile state files never panic: the container is still attributed by id,
+    /// marked incomplete; an oversized config is refused unread.
+    #[test]
+    fn bad_state_files() {
+        let tmp = std::env::temp_dir().join(format!("monitor-rt-bad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let me = std::process::id();
+        let tasks = tmp.join("tasks/default");
+        let cases: [(&str, Vec<u8>); 3] = [
+            ("a", b"{not json".to_vec()),
+            ("b", b"[1,2,3]".to_vec()),
+            ("c", vec![b' '; (oci::MAX_CONFIG_BYTES + 1) as usize]),
+        ];
+        for (c, body) in &cases {
+            let d = tasks.join(c.repeat(64));
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(d.join("config.json"), body).expect("write");
+            std::fs::write(d.join("init.pid"), me.to_string()).expect("write");
+        }
+        // A runc root whose state.json is garbage and one whose init pid is dead.
+        let runc = tmp.join("runc");
+        std::fs::create_dir_all(runc.join("d".repeat(64))).expect("mkdir");
+        std::fs::write(runc.join("d".repeat(64)).join("state.json"), "garbage").expect("write");
+        std::fs::create_dir_all(runc.join("e".repeat(64))).expect("mkdir");
+        std::fs::write(
+            runc.join("e".repeat(64)).join("state.json"),
+            r#"{"id":"eee","init_process_pid":999999999,"init_process_start":1,"config":{"labels":[]}}"#,
+        )
+        .expect("write");
+        let roots = RuntimeRoots {
+            runc: vec![runc],
+            containerd_tasks: vec![tmp.join("tasks")],
+            podman_storage: vec![],
+            crio_run_storage: vec![],
+            docker: vec![],
+        };
+        for (c, _) in &cases {
+            let r = lookup(&roots, Path::new("/proc"), &c.repeat(64)).expect("attributed by id");
+            assert_eq!(r.runtime, RT_CONTAINERD);
+            assert!(!r.config_read, "{c}");
+            assert_eq!(r.k8s, None);
+        }
+        assert!(lookup(&roots, Path::new("/proc"), &"d".repeat(64)).is_none());
+        assert!(lookup(&roots, Path::new("/proc"), &"e".repeat(64)).is_none());
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 }
