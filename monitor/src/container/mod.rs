@@ -278,6 +278,12 @@ pub struct Attributor {
     host_container: Arc<Container>,
 }
 
+// The stage and `monitor containers` share one attributor across tasks and threads.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Attributor>();
+};
+
 /// True when a process outside container cgroups must not be called `host`: its pid namespace
 /// differs from the host's, or it sits in the root cgroup with a different pid or mount
 /// namespace. Zero (not captured) never counts as different.
@@ -353,8 +359,8 @@ impl Attributor {
     }
 
     /// Scan the runtime state directories and track every running container found. Returns how
-    /// many containers are tracked afterwards. Also marks containers whose state vanished as
-    /// removed and forgets those removed longer than the grace period.
+    /// many live (not removed) containers are tracked afterwards. Also marks containers whose
+    /// state vanished as removed and forgets those removed longer than the grace period.
     pub fn discover(&self) -> usize {
         let ids = runtime::list_ids(&self.opts.roots);
         let now = Instant::now();
@@ -445,7 +451,7 @@ impl Attributor {
             .filter(|t| t.removed_at.is_none())
             .count();
         TRACKED.set(n as i64);
-        inner.containers.len()
+        n
     }
 
     fn track(&self, inner: &mut Inner, rec: Record) {
