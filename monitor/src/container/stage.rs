@@ -481,4 +481,31 @@ mod tests {
         let mut later = ev(7000, cg, 2);
         assert_eq!(a.attribute(&mut later), Attribution::NotYet);
     }
+
+    /// Figures, not assertions:
+    /// `cargo test -p monitor --lib --release container::stage -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "prints figures"]
+    fn attribute_hot_path_figures() {
+        let node = Node::new("bench");
+        let id = "f".repeat(64);
+        let cg = node.container_cgroup(&id, 8000);
+        node.start_container(&id, 8000);
+        let a = Attributor::new(node.opts(10)).expect("attributor");
+        a.discover();
+        let n = 1_000_000u32;
+        for (what, mut e) in [
+            ("container", ev(8000, cg, 0)),
+            ("host", ev(1, node.root_id(), 0)),
+        ] {
+            let start = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(a.attribute(&mut e));
+            }
+            println!(
+                "attribute() on a cached {what} cgroup: {:?} per event",
+                start.elapsed() / n
+            );
+        }
+    }
 }
