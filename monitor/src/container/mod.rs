@@ -31,6 +31,16 @@
 //! | CRI-O | yes | k8s container name | `ImageName`, digest from `ImageRef` | annotations + labels | init process start |
 //! | docker | yes | `config.v2.json` name | `config.v2.json` image | when run by CRI | init process start |
 //!
+//! runc, podman and containerd (ctr, with and without CRI annotations) are checked against the
+//! real runtimes in `tests/tests/containers.rs`; CRI-O and docker against their file layouts
+//! only (unit tests), as neither runs on the test machines.
+//!
+//! Image repository/tag/digest are split from the reference (`registry:5000/ns/app:tag@digest`).
+//! A container whose runtime state is still missing after the retry hold goes on with what its
+//! cgroup path alone says: `id`/`full_id` and, when the pattern names it, `runtime` (plus the
+//! pod uid under kubepods), with `metadata_complete = false`; with no container path at all it
+//! is plain `unknown`.
+//!
 //! # Never trusting the container
 //! Attribution uses only kernel facts (cgroup id, namespace inodes) and host files written by
 //! the runtimes; never `comm`, argv or anything else a container controls. A process outside
@@ -57,7 +67,9 @@
 //!   runs them inline and the periodic rescan on the blocking pool.
 //! - cgroup v1-only nodes: the kernel's v2 cgroup id is then the root's for every task, so no
 //!   event can be attributed by cgroup; start-up fails with a clear error. This cannot be tested
-//!   on the hybrid machines this project runs on.
+//!   on the hybrid machines this project runs on. On hybrid hosts a runtime that places
+//!   containers in v1 hierarchies only leaves them in the v2 root cgroup: the namespace rule
+//!   then reports them `unknown`, never `host`.
 //! - The daemon must see the host's cgroup namespace and /proc (hostPID) to resolve paths.
 //! - `ctr`-created containers have no image on disk outside containerd's bolt database.
 
