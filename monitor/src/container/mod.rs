@@ -6,7 +6,7 @@
 //! 1. `cgroup_id` (the inode of the cgroup's directory in the cgroup2 mount, found in
 //!    /proc/self/mountinfo: /sys/fs/cgroup/unified on hybrid hosts, /sys/fs/cgroup on pure v2)
 //!    is looked up in a bounded cache.
-//! 2. On a miss the id is turned into a path: first from /proc/<pid>/cgroup (accepted only if
+//! 2. On a miss the id is turned into a path: first from `/proc/<pid>/cgroup` (accepted only if
 //!    that path's inode is the event's id, so a recycled pid cannot mislead), else from a
 //!    rate-limited walk of the cgroup2 tree.
 //! 3. The path is matched against the runtimes' cgroup patterns ([`cgroup::parse_cgroup_path`]):

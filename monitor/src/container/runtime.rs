@@ -430,7 +430,7 @@ fn read_pid_file(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Field 22 of /proc/<pid>/stat: start time in clock ticks after boot.
+/// Field 22 of `/proc/<pid>/stat`: start time in clock ticks after boot.
 pub fn process_start_ticks(proc_root: &Path, pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
     // comm may hold spaces and parentheses: fields restart after the last ')'.
