@@ -160,6 +160,16 @@ impl RuncContainer {
         root: Option<&Path>,
         annotations: &[(&str, &str)],
     ) -> Result<RuncContainer> {
+        Self::start_custom(root, None, annotations)
+    }
+
+    /// With a caller-chosen runc id (any name runc accepts; the cgroup is
+    /// `/monitor-test-runc/<id>`).
+    pub fn start_custom(
+        root: Option<&Path>,
+        id: Option<String>,
+        annotations: &[(&str, &str)],
+    ) -> Result<RuncContainer> {
         let dir = TempDir::new("runc")?;
         let bundle = dir.0.join("bundle");
         let root = root.map_or_else(|| dir.0.join("state"), Path::to_path_buf);
@@ -169,7 +179,7 @@ impl RuncContainer {
         let cfg_path = bundle.join("config.json");
         let mut cfg: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&cfg_path)?)?;
-        let id = random_id();
+        let id = id.unwrap_or_else(random_id);
         let cgroup_path = format!("/monitor-test-runc/{id}");
         cfg["process"]["terminal"] = false.into();
         cfg["process"]["args"] = serde_json::json!(["/bin/sleep", "1000"]);

@@ -174,6 +174,30 @@ fn runc_container_created_after_start_up_resolves_on_miss() {
 }
 
 #[test]
+fn runc_container_with_a_free_form_id_and_cgroup_path() {
+    if skip_unless(&["runc"]) {
+        return;
+    }
+    let state = TempDir::new("runc-named").expect("tmp");
+    let a = Attributor::new(opts(vec![state.0.clone()], vec![])).expect("attributor");
+    a.discover();
+    // No naming pattern matches `/monitor-test-runc/web-<n>`: runc's state names the cgroup.
+    let name = format!("web-{}", std::process::id());
+    let c = RuncContainer::start_custom(Some(&state.0), Some(name.clone()), &cri_annotations())
+        .expect("runc container");
+    let id = proc_identity(c.init_pid().expect("pid")).expect("identity");
+    let mut ev = event_for(&id);
+    assert_eq!(a.attribute(&mut ev), Attribution::Found);
+    assert_eq!(ev.container.full_id, name);
+    assert_eq!(ev.container.id, name.chars().take(12).collect::<String>());
+    assert_eq!(ev.container.runtime, "runc");
+    assert_eq!(
+        ev.container.k8s.as_ref().map(|k| k.pod_name.as_str()),
+        Some("shop-web-5d8f7")
+    );
+}
+
+#[test]
 fn runc_cgroup_id_without_pid_resolves_by_walking_the_tree() {
     if skip_unless(&["runc"]) {
         return;
@@ -430,4 +454,80 @@ fn foreign_pid_namespace_outside_container_cgroups_is_not_host() {
         .arg(pid.to_string())
         .status();
     let _ = unshare.wait();
+}
+
+#[test]
+fn monitor_containers_command_lists_a_runc_container() {
+    if skip_unless(&["runc"]) {
+        return;
+    }
+    let bin = monitor_tests::harness::monitor_bin();
+    if !bin.exists() {
+        eprintln!(
+            "SKIPPED: {} is not built (cargo build -p monitor)",
+            bin.display()
+        );
+        return;
+    }
+    let c = RuncContainer::start(&cri_annotations()).expect("runc container");
+    let none = TempDir::new("none").expect("tmp");
+    let empty = none.0.to_string_lossy().to_string();
+    let out = std::process::Command::new(&bin)
+        .args(["containers", "--runc-root", &c.root.to_string_lossy()])
+        .args([
+            "--containerd-task-root",
+            &empty,
+            "--podman-storage",
+            &empty,
+            "--crio-run-storage",
+            &empty,
+        ])
+        .args(["--docker-root", &empty])
+        .output()
+        .expect("run monitor containers");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let v = &lines[0];
+    assert_eq!(v["full_id"], c.id.as_str());
+    assert_eq!(v["id"], &c.id[..12]);
+    assert_eq!(v["runtime"], "runc");
+    assert_eq!(v["name"], "web");
+    assert_eq!(v["image"], "registry.example:5000/team/web:1.4.2");
+    assert_eq!(v["cgroup_path"], c.cgroup_path.as_str());
+    assert_eq!(v["init_pid"], c.init_pid().expect("pid"));
+    assert_eq!(v["k8s"]["pod_name"], "shop-web-5d8f7");
+    assert_eq!(v["k8s"]["namespace"], "shop");
+    assert_eq!(v["removed"], false);
+    let table = std::process::Command::new(&bin)
+        .args([
+            "containers",
+            "--table",
+            "--runc-root",
+            &c.root.to_string_lossy(),
+        ])
+        .args([
+            "--containerd-task-root",
+            &empty,
+            "--podman-storage",
+            &empty,
+            "--crio-run-storage",
+            &empty,
+        ])
+        .output()
+        .expect("run monitor containers --table");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.starts_with("ID "), "{text}");
+    assert!(
+        text.contains(&c.id[..12]) && text.contains("shop/shop-web-5d8f7"),
+        "{text}"
+    );
 }

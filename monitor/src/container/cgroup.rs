@@ -98,7 +98,7 @@ pub fn is_full_id(s: &str) -> bool {
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
-/// Every container candidate in a cgroup v2 path (as in /proc/<pid>/cgroup's `0::` line),
+/// Every container candidate in a cgroup v2 path (as in `/proc/<pid>/cgroup`'s `0::` line),
 /// outermost first. The outermost is the container the host's runtime knows; deeper matches are
 /// nested containers (docker-in-docker) or child cgroups a container made for itself, which
 /// belong to it.
@@ -155,12 +155,11 @@ fn match_segment(seg: &str, parent: &str) -> Option<(String, Option<&'static str
         return Some((body.to_string(), rt));
     }
     // systemd driver with another prefix (`runc-<id>.scope`, `<anything>-<id>.scope`).
-    if let Some(s) = scope {
-        if let Some((_, id)) = s.rsplit_once('-') {
-            if is_full_id(id) {
-                return Some((id.to_string(), None));
-            }
-        }
+    if let Some(s) = scope
+        && let Some((_, id)) = s.rsplit_once('-')
+        && is_full_id(id)
+    {
+        return Some((id.to_string(), None));
     }
     None
 }
@@ -183,7 +182,7 @@ fn is_uid(s: &str) -> bool {
     s.len() == 36 && s.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-')
 }
 
-/// The v2 cgroup path of a process, from /proc/<pid>/cgroup's `0::` line.
+/// The v2 cgroup path of a process, from `/proc/<pid>/cgroup`'s `0::` line.
 pub fn proc_cgroup_path(proc_root: &Path, pid: u32) -> Option<String> {
     let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")).ok()?;
     text.lines()

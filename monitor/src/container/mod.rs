@@ -6,7 +6,7 @@
 //! 1. `cgroup_id` (the inode of the cgroup's directory in the cgroup2 mount, found in
 //!    /proc/self/mountinfo: /sys/fs/cgroup/unified on hybrid hosts, /sys/fs/cgroup on pure v2)
 //!    is looked up in a bounded cache.
-//! 2. On a miss the id is turned into a path: first from /proc/<pid>/cgroup (accepted only if
+//! 2. On a miss the id is turned into a path: first from `/proc/<pid>/cgroup` (accepted only if
 //!    that path's inode is the event's id, so a recycled pid cannot mislead), else from a
 //!    rate-limited walk of the cgroup2 tree.
 //! 3. The path is matched against the runtimes' cgroup patterns ([`cgroup::parse_cgroup_path`]):
@@ -31,6 +31,16 @@
 //! | CRI-O | yes | k8s container name | `ImageName`, digest from `ImageRef` | annotations + labels | init process start |
 //! | docker | yes | `config.v2.json` name | `config.v2.json` image | when run by CRI | init process start |
 //!
+//! runc, podman and containerd (ctr, with and without CRI annotations) are checked against the
+//! real runtimes in `tests/tests/containers.rs`; CRI-O and docker against their file layouts
+//! only (unit tests), as neither runs on the test machines.
+//!
+//! Image repository/tag/digest are split from the reference (`registry:5000/ns/app:tag@digest`).
+//! A container whose runtime state is still missing after the retry hold goes on with what its
+//! cgroup path alone says: `id`/`full_id` and, when the pattern names it, `runtime` (plus the
+//! pod uid under kubepods), with `metadata_complete = false`; with no container path at all it
+//! is plain `unknown`.
+//!
 //! # Never trusting the container
 //! Attribution uses only kernel facts (cgroup id, namespace inodes) and host files written by
 //! the runtimes; never `comm`, argv or anything else a container controls. A process outside
@@ -40,10 +50,26 @@
 //! `runtime = ""` and `full_id = ""` (see [`is_foreign_namespace`]). Host services in their own
 //! mount namespace (systemd `PrivateTmp=`) stay `host`.
 //!
+//! # Metrics
+//! `monitor_containers_tracked`, `monitor_attribution_misses_total`,
+//! `monitor_attribution_unresolved_total{reason}`, `monitor_attribution_cgroup_walks_total`,
+//! `monitor_attribution_cache_evictions_total`, and from the retry stage
+//! `monitor_attribution_held_events`, `monitor_attribution_evicted_events_total`.
+//!
 //! # Limits
+//! - runc ids need not be hex: a runc container named `web` gets `full_id = "web"` and
+//!   `id` = its first 12 characters. If such a container also uses a cgroupsPath no pattern
+//!   knows and shares the host pid namespace, its first events can be attributed `host` until
+//!   the next rescan (at most `refresh_interval`) reads its state.
+//! - A container removed before any of its events was attributed (its cgroup gone) cannot be
+//!   resolved later: those late events go on as `unknown`.
+//! - Attribution does blocking file reads on a miss (tmpfs and procfs, microseconds); the stage
+//!   runs them inline and the periodic rescan on the blocking pool.
 //! - cgroup v1-only nodes: the kernel's v2 cgroup id is then the root's for every task, so no
 //!   event can be attributed by cgroup; start-up fails with a clear error. This cannot be tested
-//!   on the hybrid machines this project runs on.
+//!   on the hybrid machines this project runs on. On hybrid hosts a runtime that places
+//!   containers in v1 hierarchies only leaves them in the v2 root cgroup: the namespace rule
+//!   then reports them `unknown`, never `host`.
 //! - The daemon must see the host's cgroup namespace and /proc (hostPID) to resolve paths.
 //! - `ctr`-created containers have no image on disk outside containerd's bolt database.
 
@@ -102,6 +128,17 @@ static CACHE_EVICTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
         "Times the cgroup cache reached its bound and dropped its non-container entries.",
     ))
 });
+
+/// Register this module's metrics now, so they are exported (at zero) before the first event.
+/// [`Attributor::new`] calls it.
+pub fn register_metrics() {
+    LazyLock::force(&TRACKED);
+    LazyLock::force(&MISSES);
+    LazyLock::force(&UNRESOLVED);
+    LazyLock::force(&WALKS);
+    LazyLock::force(&CACHE_EVICTIONS);
+    stage::register_metrics();
+}
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
     m: Result<T, prometheus::Error>,
@@ -226,7 +263,13 @@ struct Inner {
     containers: HashMap<String, Tracked>,
     /// Container cgroup path -> full id, for cgroups that match no naming pattern.
     by_path: HashMap<String, String>,
+    /// Ids listed in a state dir whose lookup failed (stopped, half-written), and when.
+    failed_lookups: HashMap<String, Instant>,
 }
+
+/// How long discovery skips an id whose lookup failed. New containers do not wait for it: a
+/// miss on their cgroup looks their id up directly.
+const FAILED_LOOKUP_BACKOFF: Duration = Duration::from_secs(5);
 
 struct WalkState {
     last_walk: Option<Instant>,
@@ -246,6 +289,12 @@ pub struct Attributor {
     walk: Mutex<WalkState>,
     host_container: Arc<Container>,
 }
+
+// The stage and `monitor containers` share one attributor across tasks and threads.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Attributor>();
+};
 
 /// True when a process outside container cgroups must not be called `host`: its pid namespace
 /// differs from the host's, or it sits in the root cgroup with a different pid or mount
@@ -267,6 +316,7 @@ fn ns_inode(path: &Path) -> Option<u64> {
 
 impl Attributor {
     pub fn new(opts: AttributorOptions) -> Result<Attributor, AttributorError> {
+        register_metrics();
         let mount = match &opts.cgroup2_mount {
             Some(m) => m.clone(),
             None => cgroup::find_cgroup2_mount(&opts.proc_root.join("self/mountinfo"))?,
@@ -321,47 +371,69 @@ impl Attributor {
     }
 
     /// Scan the runtime state directories and track every running container found. Returns how
-    /// many containers are tracked afterwards. Also marks containers whose state vanished as
-    /// removed and forgets those removed longer than the grace period.
+    /// many live (not removed) containers are tracked afterwards. Also marks containers whose
+    /// state vanished as removed and forgets those removed longer than the grace period.
     pub fn discover(&self) -> usize {
         let ids = runtime::list_ids(&self.opts.roots);
-        let mut seen = Vec::with_capacity(ids.len());
+        let now = Instant::now();
         let mut fresh = Vec::new();
         {
             let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
             for id in &ids {
-                match inner.containers.get(id) {
-                    Some(t) if t.removed_at.is_none() => seen.push(id.clone()),
-                    _ => fresh.push(id.clone()),
+                let tracked = inner
+                    .containers
+                    .get(id)
+                    .is_some_and(|t| t.removed_at.is_none());
+                // Stopped containers keep their state (podman's storage): do not re-read them
+                // on every scan.
+                let failed_recently = inner
+                    .failed_lookups
+                    .get(id)
+                    .is_some_and(|t| now.duration_since(*t) < FAILED_LOOKUP_BACKOFF);
+                if !tracked && !failed_recently {
+                    fresh.push(id.clone());
                 }
             }
         }
         // Parse outside the lock: file reads.
-        let records: Vec<Record> = fresh
-            .iter()
-            .filter_map(|id| runtime::lookup(&self.opts.roots, &self.opts.proc_root, id))
-            .collect();
-        let now = Instant::now();
+        let mut records = Vec::new();
+        let mut failed = Vec::new();
+        for id in fresh {
+            match runtime::lookup(&self.opts.roots, &self.opts.proc_root, &id) {
+                Some(r) => records.push(r),
+                None => failed.push(id),
+            }
+        }
+        let listed: std::collections::HashSet<&String> = ids.iter().collect();
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if inner.failed_lookups.len() + failed.len() > self.opts.max_containers {
+            inner.failed_lookups.clear();
+        }
+        for id in failed {
+            inner.failed_lookups.insert(id, now);
+        }
         for rec in records {
-            seen.push(rec.full_id.clone());
+            inner.failed_lookups.remove(&rec.full_id);
             self.track(&mut inner, rec);
         }
-        // Still present = listed in a state dir (kept even if our parse is not repeated).
-        let present: std::collections::HashSet<&String> = seen.iter().collect();
         let mut forget = Vec::new();
         for (id, t) in inner.containers.iter_mut() {
-            if present.contains(id) {
-                continue;
-            }
-            // The cgroup directory outliving the state means the container is still tearing down.
-            let cgroup_alive = t
+            // Alive while its cgroup exists (processes may still run while the runtime tears
+            // it down), or while it is listed and its init process lives.
+            let cgroup_alive =
+                t.record.cgroup_path.as_deref().is_some_and(|p| {
+                    p != "/" && self.mount.join(p.trim_start_matches('/')).is_dir()
+                });
+            let init_alive = t
                 .record
-                .cgroup_path
-                .as_deref()
-                .is_some_and(|p| self.mount.join(p.trim_start_matches('/')).is_dir());
+                .init_pid
+                .is_some_and(|pid| self.opts.proc_root.join(pid.to_string()).exists());
+            let alive = cgroup_alive || (listed.contains(id) && init_alive);
             match t.removed_at {
-                None if !cgroup_alive => t.removed_at = Some(now),
+                None if !alive => {
+                    tracing::debug!(container_id = %id, "A container was removed; it keeps attributing late events for the grace period.");
+                    t.removed_at = Some(now);
+                }
                 Some(at) if now.duration_since(at) >= self.opts.removed_grace => {
                     forget.push(id.clone())
                 }
@@ -391,7 +463,7 @@ impl Attributor {
             .filter(|t| t.removed_at.is_none())
             .count();
         TRACKED.set(n as i64);
-        inner.containers.len()
+        n
     }
 
     fn track(&self, inner: &mut Inner, rec: Record) {
@@ -405,9 +477,18 @@ impl Attributor {
         let cgroup_id = rec
             .cgroup_path
             .as_deref()
+            .filter(|p| *p != "/")
             .and_then(|p| cgroup::cgroup_id_of(&self.mount, p));
-        if let Some(p) = &rec.cgroup_path {
-            inner.by_path.insert(p.clone(), rec.full_id.clone());
+        // A container left in the root cgroup (`ctr run --cgroup ""`) must not claim every
+        // root-cgroup process.
+        if let Some(p) = rec.cgroup_path.as_deref().filter(|p| *p != "/") {
+            inner.by_path.insert(p.to_string(), rec.full_id.clone());
+            if cgroup::parse_cgroup_path(p).is_empty() {
+                // Its cgroups may have been cached as host before its state was read.
+                inner
+                    .by_cgroup
+                    .retain(|_, c| !matches!(c, Class::NotContainer { root: false }));
+            }
         }
         let shared = Arc::new(container.clone());
         if let Some(cg) = cgroup_id {
@@ -476,10 +557,13 @@ impl Attributor {
                 if self.foreign(ev, root) {
                     MISSES.inc();
                     // A runtime we do not know by pattern may still own this cgroup.
-                    if let Some(path) = self.path_of(ev.cgroup_id, ev.process.pid) {
-                        if self.rescan_for_path(&path) {
-                            return self.attribute(ev);
-                        }
+                    if let Some(path) = self.path_of(ev.cgroup_id, ev.process.pid)
+                        && path != "/"
+                        && self.rescan_for_path(&path)
+                        && let Some(Class::Container(c)) = self.resolve(ev)
+                    {
+                        ev.container = (*c).clone();
+                        return Attribution::Found;
                     }
                     return Attribution::NotYet;
                 }
@@ -539,6 +623,13 @@ impl Attributor {
         let matches = cgroup::parse_cgroup_path(&path);
         if matches.is_empty() {
             if let Some(c) = self.container_by_path(&path) {
+                return Some(self.cache(ev.cgroup_id, Class::Container(c)));
+            }
+            // A runc container whose cgroupsPath follows no pattern: only its state names the
+            // path. Rate-limited; the periodic rescan catches what this misses.
+            if self.rescan_for_path(&path)
+                && let Some(c) = self.container_by_path(&path)
+            {
                 return Some(self.cache(ev.cgroup_id, Class::Container(c)));
             }
             return Some(self.cache(ev.cgroup_id, Class::NotContainer { root: false }));
@@ -629,12 +720,11 @@ impl Attributor {
         if cgroup_id == self.root_cgroup_id {
             return Some("/".to_string());
         }
-        if pid != 0 {
-            if let Some(p) = cgroup::proc_cgroup_path(&self.opts.proc_root, pid) {
-                if cgroup::cgroup_id_of(&self.mount, &p) == Some(cgroup_id) {
-                    return Some(p);
-                }
-            }
+        if pid != 0
+            && let Some(p) = cgroup::proc_cgroup_path(&self.opts.proc_root, pid)
+            && cgroup::cgroup_id_of(&self.mount, &p) == Some(cgroup_id)
+        {
+            return Some(p);
         }
         let mut w = self.walk.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = w.id_to_path.get(&cgroup_id) {

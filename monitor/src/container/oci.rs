@@ -152,15 +152,14 @@ pub fn k8s_from_annotations(a: &BTreeMap<String, String>) -> Option<K8s> {
                 get(ann::CRI_SANDBOX_UID),
                 get(ann::CRI_CONTAINER_NAME),
             )
-        } else if let Some(pod) = get(ann::POD_NAME) {
+        } else {
+            let pod = get(ann::POD_NAME)?;
             (
                 pod,
                 get(ann::POD_NAMESPACE),
                 get(ann::POD_UID),
                 get(ann::CONTAINER_NAME),
             )
-        } else {
-            return None;
         };
     let mut labels = BTreeMap::new();
     if let Some(raw) = a.get(ann::CRIO_LABELS) {

@@ -271,14 +271,14 @@ fn from_runc_state(state_path: &Path, proc_root: &Path) -> Option<Record> {
 /// runc records absolute paths; keep the part below the cgroup2 mount it used.
 fn relative_to_any_cgroup2(abs: &str) -> Option<String> {
     for mount in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
-        if let Some(rest) = abs.strip_prefix(mount) {
-            if rest.is_empty() || rest.starts_with('/') {
-                return Some(if rest.is_empty() {
-                    "/".into()
-                } else {
-                    rest.to_string()
-                });
-            }
+        if let Some(rest) = abs.strip_prefix(mount)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return Some(if rest.is_empty() {
+                "/".into()
+            } else {
+                rest.to_string()
+            });
         }
     }
     None
@@ -315,10 +315,10 @@ fn from_spec(spec: &Spec, id: &str, default_runtime: &'static str, config_read: 
     let k8s = oci::k8s_from_annotations(a);
     let image = oci::image_from_annotations(a).unwrap_or_default();
     let mut image_digest = String::new();
-    if let Some(r) = a.get(oci::ann::CRIO_IMAGE_REF) {
-        if let Some((_, d)) = r.split_once('@') {
-            image_digest = oci::bounded(d);
-        }
+    if let Some(r) = a.get(oci::ann::CRIO_IMAGE_REF)
+        && let Some((_, d)) = r.split_once('@')
+    {
+        image_digest = oci::bounded(d);
     }
     let name = k8s
         .as_ref()
@@ -383,10 +383,9 @@ fn add_podman_metadata(rec: &mut Record, storages: &[PathBuf]) {
         }
         if let Ok(images) =
             oci::read_json_bounded::<Vec<StorageImage>>(&root.join("overlay-images/images.json"))
+            && let Some(img) = images.into_iter().find(|i| i.id == c.image)
         {
-            if let Some(img) = images.into_iter().find(|i| i.id == c.image) {
-                rec.image_digest = oci::bounded(&img.digest);
-            }
+            rec.image_digest = oci::bounded(&img.digest);
         }
         return;
     }
@@ -431,7 +430,7 @@ fn read_pid_file(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Field 22 of /proc/<pid>/stat: start time in clock ticks after boot.
+/// Field 22 of `/proc/<pid>/stat`: start time in clock ticks after boot.
 pub fn process_start_ticks(proc_root: &Path, pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
     // comm may hold spaces and parentheses: fields restart after the last ')'.
@@ -649,6 +648,53 @@ mod tests {
         let mut ids = list_ids(&roots);
         ids.sort();
         assert_eq!(ids, vec![id_ctrd, id_docker, id_crio]);
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    /// Broken or hostile state files never panic: the container is still attributed by id,
+    /// marked incomplete; an oversized config is refused unread.
+    #[test]
+    fn bad_state_files() {
+        let tmp = std::env::temp_dir().join(format!("monitor-rt-bad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let me = std::process::id();
+        let tasks = tmp.join("tasks/default");
+        let cases: [(&str, Vec<u8>); 3] = [
+            ("a", b"{not json".to_vec()),
+            ("b", b"[1,2,3]".to_vec()),
+            ("c", vec![b' '; (oci::MAX_CONFIG_BYTES + 1) as usize]),
+        ];
+        for (c, body) in &cases {
+            let d = tasks.join(c.repeat(64));
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(d.join("config.json"), body).expect("write");
+            std::fs::write(d.join("init.pid"), me.to_string()).expect("write");
+        }
+        // A runc root whose state.json is garbage and one whose init pid is dead.
+        let runc = tmp.join("runc");
+        std::fs::create_dir_all(runc.join("d".repeat(64))).expect("mkdir");
+        std::fs::write(runc.join("d".repeat(64)).join("state.json"), "garbage").expect("write");
+        std::fs::create_dir_all(runc.join("e".repeat(64))).expect("mkdir");
+        std::fs::write(
+            runc.join("e".repeat(64)).join("state.json"),
+            r#"{"id":"eee","init_process_pid":999999999,"init_process_start":1,"config":{"labels":[]}}"#,
+        )
+        .expect("write");
+        let roots = RuntimeRoots {
+            runc: vec![runc],
+            containerd_tasks: vec![tmp.join("tasks")],
+            podman_storage: vec![],
+            crio_run_storage: vec![],
+            docker: vec![],
+        };
+        for (c, _) in &cases {
+            let r = lookup(&roots, Path::new("/proc"), &c.repeat(64)).expect("attributed by id");
+            assert_eq!(r.runtime, RT_CONTAINERD);
+            assert!(!r.config_read, "{c}");
+            assert_eq!(r.k8s, None);
+        }
+        assert!(lookup(&roots, Path::new("/proc"), &"d".repeat(64)).is_none());
+        assert!(lookup(&roots, Path::new("/proc"), &"e".repeat(64)).is_none());
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }
