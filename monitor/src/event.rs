@@ -218,6 +218,9 @@ pub struct Container {
     pub start_ts: Option<u64>,
     /// False when some metadata could not be resolved (alerts say so).
     pub metadata_complete: bool,
+    /// Outside every container cgroup, yet in a pid or mount namespace other than the host's:
+    /// a container that moved itself out of its cgroup must not pass for the host.
+    pub foreign_namespace: bool,
     pub k8s: Option<K8s>,
 }
 
@@ -235,6 +238,7 @@ impl Default for Container {
             privileged: None,
             start_ts: None,
             metadata_complete: false,
+            foreign_namespace: false,
             k8s: None,
         }
     }

@@ -449,6 +449,7 @@ fn foreign_pid_namespace_outside_container_cgroups_is_not_host() {
         ("unknown", "", "", "")
     );
     assert!(!ev.container.metadata_complete);
+    assert!(ev.container.foreign_namespace, "a foreign pid namespace must be flagged");
     let _ = unshare.kill();
     let _ = std::process::Command::new("kill")
         .arg(pid.to_string())

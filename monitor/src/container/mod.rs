@@ -605,6 +605,7 @@ impl Attributor {
             }
             (Some(_), None) => {
                 UNRESOLVED.with_label_values(&["foreign_namespace"]).inc();
+                c.foreign_namespace = true;
             }
             (None, None) => {
                 UNRESOLVED.with_label_values(&["unknown_cgroup"]).inc();
@@ -792,6 +793,7 @@ pub fn container_of(rec: &Record) -> Container {
         privileged: rec.privileged,
         start_ts: rec.start_ts,
         metadata_complete: rec.config_read,
+        foreign_namespace: false,
         k8s: rec.k8s.clone(),
     }
 }
