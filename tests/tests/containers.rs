@@ -80,6 +80,7 @@ fn expected_runc(c: &RuncContainer, start_ts: Option<u64>) -> Container {
         privileged: Some(false),
         start_ts,
         metadata_complete: true,
+        foreign_namespace: false,
         k8s: Some(K8s {
             pod_name: "shop-web-5d8f7".into(),
             namespace: "shop".into(),
@@ -284,6 +285,7 @@ fn podman_container() {
             privileged: Some(false),
             start_ts: ev.container.start_ts,
             metadata_complete: true,
+            foreign_namespace: false,
             k8s: None,
         }
     );
@@ -346,6 +348,7 @@ fn containerd_ctr_container() {
             privileged: Some(false),
             start_ts: ev.container.start_ts,
             metadata_complete: true,
+            foreign_namespace: false,
             k8s: None,
         }
     );
