@@ -159,7 +159,8 @@ impl ProcTable {
     /// Fill exepath/exe/args/cwd (non-exec events) and the ancestor chain.
     pub fn fill(&mut self, ev: &mut Event) {
         let pid = ev.process.pid;
-        let is_exec = matches!(ev.kind, EventType::Execve | EventType::Execveat);
+        // A failed exec leaves the old image: fill it like any other event.
+        let is_exec = matches!(ev.kind, EventType::Execve | EventType::Execveat) && ev.ret == 0;
         if let Some(e) = self.map.get_mut(&pid) {
             self.seq += 1;
             e.seq = self.seq;

@@ -11,6 +11,10 @@ root = sys.argv[1]
 libc = ctypes.CDLL(None, use_errno=True)
 out = {"pid": os.getpid()}
 
+# a failed execve
+try: os.execv(os.path.join(root, "no-such-exe"), ["no-such-exe"])
+except FileNotFoundError: pass
+
 # openat(dirfd, relative)
 d = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
 fd = os.open("sub/file.txt", os.O_RDONLY, dir_fd=d); os.close(fd)

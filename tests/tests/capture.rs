@@ -138,6 +138,18 @@ fn capture_end_to_end() {
     let pid = info["pid"].as_u64().unwrap() as u32;
     let file = format!("{real_s}/sub/file.txt");
 
+    let noexe = format!("{real_s}/no-such-exe");
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "execve", pid) && str_at(v, "args.filename") == Some(noexe.as_str())
+    });
+    c.check(
+        "failed execve",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "ret") == Some(-2) && str_at(e, "process.comm") == Some("python3")
+        }),
+        || show(&ev),
+    );
+
     let ev = m.wait_for(WAIT, |v| {
         is(v, "openat", pid) && str_at(v, "fd.raw_path") == Some("sub/file.txt")
     });
@@ -384,4 +396,65 @@ fn doctor_reports_coverage() {
             v["kinds"]["init_module"]
         );
     }
+}
+
+/// `--containers-only` drops host-namespace processes in the kernel; `--kind` limits types.
+#[test]
+fn containers_only_and_kind_filters() {
+    if skip_unless_root() {
+        return;
+    }
+    let cg = TestCgroup::new("capture-scope").expect("test cgroup");
+    let cgid = cg.id.to_string();
+    let mut m = MonitorProcess::spawn(
+        &[
+            "events",
+            "--cgroup",
+            &cgid,
+            "--containers-only",
+            "--kind",
+            "execve",
+            "--kind",
+            "procexit",
+        ],
+        Some("ready"),
+    )
+    .expect("monitor starts");
+    // A host process (host mount namespace): not reported.
+    let st = cg
+        .command("/bin/echo")
+        .arg("host-side")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The same in a fresh mount namespace, as in a container: reported.
+    let st = cg
+        .command("unshare")
+        .args(["-m", "/bin/echo", "container-side"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("execve")
+            && v["process"]["args"] == serde_json::json!(["container-side"])
+    });
+    assert!(
+        ev.is_some(),
+        "exec in a new mount namespace was not reported"
+    );
+    // Anything from the host-side echo would have arrived before the container-side one.
+    let host = m.wait_for(Duration::from_millis(500), |v| {
+        v["process"]["args"] == serde_json::json!(["host-side"])
+    });
+    assert!(
+        host.is_none(),
+        "host exec reported in containers-only mode: {host:?}"
+    );
+    let other = m.wait_for(Duration::from_millis(100), |v| {
+        !matches!(str_at(v, "type"), Some("execve" | "procexit"))
+    });
+    assert!(other.is_none(), "event of a type not asked for: {other:?}");
+    m.stop().expect("monitor stops");
 }

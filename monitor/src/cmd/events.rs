@@ -106,7 +106,35 @@ async fn run(args: Args, kinds: Option<HashSet<EventType>>) -> anyhow::Result<i3
         }
     }
     drop(out);
+    let st = capture.stats();
     capture.shutdown();
-    tracing::info!("Capture stopped.");
+    tracing::info!(
+        events = st.events,
+        kernel_dropped = st.kernel_dropped,
+        queue_dropped = st.queue_dropped,
+        decode_errors = st.decode_errors,
+        "Capture stopped."
+    );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_repeated_and_comma_separated() {
+        assert_eq!(parse_kinds(&[]).unwrap(), None);
+        let k = parse_kinds(&["execve,openat".into(), "connect".into()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            k,
+            [EventType::Execve, EventType::Openat, EventType::Connect]
+                .into_iter()
+                .collect()
+        );
+        let e = parse_kinds(&["nope".into()]).unwrap_err().to_string();
+        assert!(e.contains("unknown event type \"nope\""), "{e}");
+    }
 }
