@@ -126,6 +126,57 @@ fn capture_end_to_end() {
         || show(&ev),
     );
 
+    // Exec from an overlay mount: a file of the upper (writable) layer is flagged, a lower one not.
+    let ovl = real.join("ovl");
+    for d in ["lower", "upper", "work", "merged"] {
+        std::fs::create_dir_all(ovl.join(d)).unwrap();
+    }
+    std::fs::copy("/usr/bin/true", ovl.join("lower/lower-true")).unwrap();
+    std::fs::copy("/usr/bin/true", ovl.join("upper/upper-true")).unwrap();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        ovl.join("lower").display(),
+        ovl.join("upper").display(),
+        ovl.join("work").display()
+    );
+    let merged = ovl.join("merged");
+    let mounted = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            &opts,
+            merged.to_str().unwrap(),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if mounted {
+        for (name, upper) in [("lower-true", false), ("upper-true", true)] {
+            let exe = merged.join(name);
+            assert!(
+                cg.command(exe.to_str().unwrap())
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            let ev = m.wait_for(WAIT, |v| {
+                str_at(v, "type") == Some("execve") && str_at(v, "args.filename") == exe.to_str()
+            });
+            c.check(
+                &format!("overlay exec {name}"),
+                ev.as_ref().is_some_and(|e| {
+                    e["process"]["is_exe_upper_layer"] == Value::Bool(upper)
+                        && str_at(e, "process.exepath") == exe.to_str()
+                }),
+                || show(&ev),
+            );
+        }
+        let _ = std::process::Command::new("umount").arg(&merged).status();
+    } else {
+        eprintln!("SKIPPED: overlay exec scenario (mount -t overlay failed here)");
+    }
+
     // The syscall workload.
     let out = cg
         .command("python3")

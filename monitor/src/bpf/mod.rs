@@ -292,7 +292,13 @@ impl Capture {
             }
         }
 
-        let coverage = attach_all(&mut ebpf);
+        let mut coverage = attach_all(&mut ebpf);
+        if offsets.ovl_present == 0 {
+            coverage.notes.push(
+                "overlayfs has no BTF in vmlinux (module): is_exe_upper_layer is always false"
+                    .into(),
+            );
+        }
 
         let urgent = RingBuf::try_from(
             ebpf.take_map(MAP_EVENTS_URGENT)
@@ -434,7 +440,6 @@ pub fn attach_all(ebpf: &mut Ebpf) -> Coverage {
     cov.notes = vec![
         "io_uring submissions bypass the syscall tracepoints (no io_uring hook in this build)".into(),
         "32-bit compat syscalls are not hooked".into(),
-        "overlayfs upper-layer flag for exec is not computed (always false)".into(),
         "paths of name-based calls (unlink, rename, mkdir, chmod ...) are the user string joined onto the kernel-resolved dirfd/cwd (path_source=user)".into(),
     ];
     cov
