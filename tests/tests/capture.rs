@@ -140,7 +140,8 @@ fn capture_end_to_end() {
         ovl.join("work").display()
     );
     let merged = ovl.join("merged");
-    let mounted = std::process::Command::new("mount")
+    let mounted = cg
+        .command("mount")
         .args([
             "-t",
             "overlay",
@@ -172,7 +173,25 @@ fn capture_end_to_end() {
                 || show(&ev),
             );
         }
-        let _ = std::process::Command::new("umount").arg(&merged).status();
+        let ev = m.wait_for(WAIT, |v| {
+            str_at(v, "type") == Some("mount") && str_at(v, "fd.path") == merged.to_str()
+        });
+        c.check(
+            "mount",
+            ev.as_ref().is_some_and(|e| {
+                str_at(e, "args.fstype") == Some("overlay") && int_at(e, "ret") == Some(0)
+            }),
+            || show(&ev),
+        );
+        let _ = cg.command("umount").arg(&merged).status();
+        let ev = m.wait_for(WAIT, |v| {
+            str_at(v, "type") == Some("umount2") && str_at(v, "fd.raw_path") == merged.to_str()
+        });
+        c.check(
+            "umount2",
+            ev.as_ref().is_some_and(|e| int_at(e, "ret") == Some(0)),
+            || show(&ev),
+        );
     } else {
         eprintln!("SKIPPED: overlay exec scenario (mount -t overlay failed here)");
     }
@@ -298,6 +317,109 @@ fn capture_end_to_end() {
         "connect unix path",
         ev.as_ref()
             .is_some_and(|e| int_at(e, "ret") == Some(0) && str_at(e, "fd.type") == Some("unix")),
+        || show(&ev),
+    );
+
+    let any = |v: &Value, kinds: &[&str]| {
+        str_at(v, "type").is_some_and(|t| kinds.contains(&t))
+            && int_at(v, "process.pid") == Some(pid as i64)
+    };
+    let at = |n: &str| format!("{real_s}/{n}");
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["mkdir", "mkdirat"]) && str_at(v, "fd.raw_path") == Some("newdir")
+    });
+    c.check(
+        "mkdir relative",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(at("newdir").as_str())
+                && str_at(e, "fd.path_source") == Some("user")
+                && int_at(e, "args.mode") == Some(0o750)
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["rename", "renameat", "renameat2"]) && str_at(v, "fd.raw_path") == Some("newdir")
+    });
+    c.check(
+        "rename",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(at("newdir").as_str())
+                && str_at(e, "fd.target_path") == Some(at("renamed").as_str())
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["symlink", "symlinkat"]) && str_at(v, "fd.raw_path") == Some("sym")
+    });
+    c.check(
+        "symlink",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(at("sym").as_str())
+                && str_at(e, "fd.target_path") == Some("sub/file.txt")
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["link", "linkat"]) && str_at(v, "fd.raw_path") == Some("sub/file.txt")
+    });
+    c.check(
+        "link",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(file.as_str())
+                && str_at(e, "fd.target_path") == Some(at("hard").as_str())
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["chmod", "fchmodat"]) && str_at(v, "fd.raw_path") == Some("sub/file.txt")
+    });
+    c.check(
+        "chmod mode",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(file.as_str()) && int_at(e, "args.mode") == Some(0o640)
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["unlink", "unlinkat"]) && str_at(v, "fd.raw_path") == Some("hard")
+    });
+    c.check(
+        "unlink",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(at("hard").as_str()) && int_at(e, "ret") == Some(0)
+        }),
+        || show(&ev),
+    );
+    let (sp, cp) = (
+        info["srvport"].as_i64().unwrap(),
+        info["cliport"].as_i64().unwrap(),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["listen"]) && int_at(v, "fd.net.server_port") == Some(sp)
+    });
+    c.check(
+        "listen port from the kernel socket",
+        ev.as_ref()
+            .is_some_and(|e| str_at(e, "fd.net.source") == Some("kernel")),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["accept", "accept4"]) && int_at(v, "fd.net.client_port") == Some(cp)
+    });
+    c.check(
+        "accept endpoints",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "fd.net.server_port") == Some(sp)
+                && str_at(e, "fd.net.client_ip") == Some("127.0.0.1")
+                && int_at(e, "ret").is_some_and(|r| r >= 0)
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| any(v, &["bpf"]));
+    c.check(
+        "bpf cmd",
+        ev.as_ref()
+            .is_some_and(|e| str_at(e, "args.cmd.text") == Some("BPF_PROG_GET_NEXT_ID")),
         || show(&ev),
     );
 
