@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
+use aya::programs::trace_point::TracePointLink;
 use aya::{Ebpf, EbpfLoader};
 use monitor_common::{
     Config, EventType, MAP_DROPS, MAP_EVENTS_BULK, MAP_EVENTS_URGENT, MAP_KIND_ENABLED,
@@ -109,6 +110,7 @@ pub struct CaptureStats {
 
 pub struct Capture {
     _ebpf: Ebpf,
+    links: Vec<TracePointLink>,
     drops: Arc<PerCpuArray<MapData, u64>>,
     coverage: Coverage,
     stop: watch::Sender<bool>,
@@ -292,7 +294,7 @@ impl Capture {
             }
         }
 
-        let mut coverage = attach_all(&mut ebpf);
+        let (mut coverage, links) = attach_all(&mut ebpf);
         if offsets.ovl_present == 0 {
             coverage.notes.push(
                 "overlayfs has no BTF in vmlinux (module): is_exe_upper_layer is always false"
@@ -329,6 +331,7 @@ impl Capture {
         Ok((
             Capture {
                 _ebpf: ebpf,
+                links,
                 drops,
                 coverage,
                 stop,
@@ -371,12 +374,14 @@ impl Capture {
     pub fn shutdown(self) {
         let _ = self.stop.send(true);
         self.reader.abort();
+        detach_parallel(self.links);
         drop(self._ebpf);
     }
 }
 
 /// Load and attach every program whose tracepoint exists; report the rest.
-pub fn attach_all(ebpf: &mut Ebpf) -> Coverage {
+pub fn attach_all(ebpf: &mut Ebpf) -> (Coverage, Vec<TracePointLink>) {
+    let mut links = Vec::new();
     let mut cov = Coverage {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -396,14 +401,17 @@ pub fn attach_all(ebpf: &mut Ebpf) -> Coverage {
                 .insert(hook, "tracepoint absent on this kernel".into());
             continue;
         }
-        let r: anyhow::Result<()> = (|| {
+        let r: anyhow::Result<TracePointLink> = (|| {
             let tp: &mut TracePoint = prog.try_into()?;
             tp.load()?;
-            tp.attach(category, name)?;
-            Ok(())
+            let id = tp.attach(category, name)?;
+            Ok(tp.take_link(id)?)
         })();
         match r {
-            Ok(()) => cov.attached.push(hook),
+            Ok(link) => {
+                links.push(link);
+                cov.attached.push(hook)
+            }
             Err(e) => {
                 tracing::warn!(hook = %hook, error = %format!("{e:#}"), "A kernel program did not attach; its events are not covered.");
                 cov.failed.insert(hook, format!("{e:#}"));
@@ -442,7 +450,23 @@ pub fn attach_all(ebpf: &mut Ebpf) -> Coverage {
         "32-bit compat syscalls are not hooked".into(),
         "paths of name-based calls (unlink, rename, mkdir, chmod ...) are the user string joined onto the kernel-resolved dirfd/cwd (path_source=user)".into(),
     ];
-    cov
+    (cov, links)
+}
+
+/// Detach every link, several at a time: each tracepoint detach waits for an RCU grace period
+/// (~80 ms on a small VM), so one by one 120 of them take ~10 s, while concurrent detaches share
+/// grace periods.
+fn detach_parallel(links: Vec<TracePointLink>) {
+    const THREADS: usize = 16;
+    let mut buckets: Vec<Vec<TracePointLink>> = (0..THREADS).map(|_| Vec::new()).collect();
+    for (i, l) in links.into_iter().enumerate() {
+        buckets[i % THREADS].push(l);
+    }
+    std::thread::scope(|s| {
+        for b in buckets {
+            s.spawn(move || drop(b));
+        }
+    });
 }
 
 struct Reader {

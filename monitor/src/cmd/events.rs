@@ -89,14 +89,24 @@ async fn run(args: Args, kinds: Option<HashSet<EventType>>) -> anyhow::Result<i3
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                if !pids.is_empty() && !pids.contains(&ev.process.pid) {
-                    continue;
+                // Write what is queued now, then flush once: every line is out as soon as the
+                // queue is empty, without a write(2) per event under load.
+                let mut next = Some(ev);
+                let mut failed = false;
+                let mut n = 0;
+                while let Some(ev) = next.take() {
+                    let keep = (pids.is_empty() || pids.contains(&ev.process.pid))
+                        && (cgroups.is_empty() || cgroups.contains(&ev.cgroup_id));
+                    if keep && writeln!(out, "{}", ev.to_json_line()).is_err() {
+                        failed = true;
+                        break;
+                    }
+                    n += 1;
+                    if n < 1024 {
+                        next = rx.try_recv().ok();
+                    }
                 }
-                if !cgroups.is_empty() && !cgroups.contains(&ev.cgroup_id) {
-                    continue;
-                }
-                let line = ev.to_json_line();
-                if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                if failed || out.flush().is_err() {
                     // stdout closed (e.g. piped into head): stop quietly.
                     break;
                 }
