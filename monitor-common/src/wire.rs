@@ -284,7 +284,11 @@ pub struct Offsets {
     pub driver_minor_start: u32,
     /// Offset of `child_pid` in the sched_process_fork tracepoint record (from tracefs format).
     pub tp_fork_child_pid: u32,
-    pub _pad: u32,
+    /// Non-zero when overlayfs' `struct ovl_inode` is in the kernel's BTF (built in); then the
+    /// two offsets below locate the upper dentry of an overlay inode.
+    pub ovl_present: u32,
+    pub ovl_inode_vfs_inode: u32,
+    pub ovl_inode_upperdentry: u32,
 }
 
 /// Run-time switches, a read-only global.

@@ -61,6 +61,9 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     if exe != 0 && w.kernel_path(slot::EXE, exe + off!(file_f_path), t) {
         unsafe { (*w.payload()).flags |= flags::KPATH_OK };
     }
+    if exe != 0 && task::on_overlay_upper(rk(exe + off!(file_f_inode))) {
+        unsafe { (*w.payload()).flags |= flags::EXE_UPPER };
+    }
     let arg_start: u64 = rk(mm + off!(mm_arg_start));
     let arg_end: u64 = rk(mm + off!(mm_arg_end));
     let argv_len = arg_end.saturating_sub(arg_start);

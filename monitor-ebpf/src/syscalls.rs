@@ -112,9 +112,28 @@ fn exit(ctx: &TracePointContext, kind: EventType) {
     let Some(p) = PENDING.get_ptr(&tid) else {
         return;
     };
-    if matches!(kind, Execve | Execveat | Clone | Clone3 | Fork | Vfork) {
-        // Reported from the sched tracepoints; the entry only named the syscall.
+    if matches!(kind, Clone | Clone3 | Fork | Vfork) {
+        // Reported from sched_process_fork; the entry only named the syscall.
         let _ = PENDING.remove(&tid);
+        return;
+    }
+    if matches!(kind, Execve | Execveat) {
+        // Successful execs are reported from sched_process_exec; a failed one only here,
+        // with the file that was asked for (the process keeps its old image).
+        let ret: i64 = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0);
+        let args = unsafe { (*p).args };
+        let _ = PENDING.remove(&tid);
+        if ret >= 0 {
+            return;
+        }
+        let Some(mut w) = Writer::new() else { return };
+        task::fill_header(w.header(), kind as u16, ret);
+        unsafe { (*w.payload()).args = args };
+        w.user_str(
+            slot::FILENAME,
+            if kind == Execve { args[0] } else { args[1] },
+        );
+        w.submit(kind);
         return;
     }
     let Some(mut w) = Writer::new() else { return };

@@ -190,3 +190,22 @@ pub fn tty_nr(task: u64) -> u64 {
     let major = major as u64;
     (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
 }
+
+const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
+
+/// The inode belongs to overlayfs and has an upper dentry: it was written (created or copied
+/// up) in the container's writable layer rather than shipped in the image.
+#[inline(always)]
+pub fn on_overlay_upper(inode: u64) -> bool {
+    if inode == 0 || off!(ovl_present) == 0 {
+        return false;
+    }
+    let sb: u64 = rk(inode + off!(inode_i_sb));
+    let magic: u64 = rk(sb + off!(sb_s_magic));
+    if magic != OVERLAYFS_SUPER_MAGIC {
+        return false;
+    }
+    let ovl = inode - off!(ovl_inode_vfs_inode);
+    let upper: u64 = rk(ovl + off!(ovl_inode_upperdentry));
+    upper != 0
+}

@@ -480,6 +480,7 @@ fn fill_exec(ev: &mut Event, r: &Record<'_>) {
         *t = fd_type(FdKind::from_u8((p.aux[1] >> (i * 8)) as u8));
     }
     proc_.is_exe_from_memfd = proc_.exepath.starts_with("/memfd:");
+    proc_.is_exe_upper_layer = p.flags & flags::EXE_UPPER != 0;
     if let Some(f) = r.str(slot::FILENAME) {
         ev.args.insert("filename".into(), Arg::Str(f));
     }

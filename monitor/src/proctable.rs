@@ -159,7 +159,8 @@ impl ProcTable {
     /// Fill exepath/exe/args/cwd (non-exec events) and the ancestor chain.
     pub fn fill(&mut self, ev: &mut Event) {
         let pid = ev.process.pid;
-        let is_exec = matches!(ev.kind, EventType::Execve | EventType::Execveat);
+        // A failed exec leaves the old image: fill it like any other event.
+        let is_exec = matches!(ev.kind, EventType::Execve | EventType::Execveat) && ev.ret == 0;
         if let Some(e) = self.map.get_mut(&pid) {
             self.seq += 1;
             e.seq = self.seq;
@@ -188,7 +189,7 @@ impl ProcTable {
                         pid: e.pid,
                         comm: e.comm.clone(),
                         exepath: e.exepath.clone(),
-                        args: e.args.clone(),
+                        args: bounded_args(&e.args),
                     });
                     cur = e.ppid;
                 }
@@ -203,6 +204,32 @@ impl ProcTable {
         }
         ev.process.ancestors = out;
     }
+}
+
+/// Bytes of argv kept per ancestor: every event carries its ancestors, and one long command
+/// line (an init passing its environment as JSON, say) would otherwise dominate every record.
+pub const ANCESTOR_ARGS_BYTES: usize = 512;
+
+fn bounded_args(args: &[String]) -> Vec<String> {
+    let mut left = ANCESTOR_ARGS_BYTES;
+    let mut out = Vec::new();
+    for a in args {
+        if left == 0 {
+            break;
+        }
+        if a.len() <= left {
+            out.push(a.clone());
+            left -= a.len();
+        } else {
+            let mut cut = left;
+            while !a.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.push(format!("{}...", &a[..cut]));
+            left = 0;
+        }
+    }
+    out
 }
 
 /// Read one process from procfs.
@@ -339,6 +366,16 @@ mod tests {
         t.fill(&mut e);
         assert_eq!(e.process.ancestors.len(), 1);
         assert_eq!(e.process.ancestors[0].pid, 999);
+    }
+
+    #[test]
+    fn ancestor_args_are_bounded() {
+        let long = "é".repeat(400);
+        let b = bounded_args(&["a".into(), long.clone(), "z".into()]);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0], "a");
+        assert!(b[1].ends_with("...") && b[1].len() <= ANCESTOR_ARGS_BYTES + 3);
+        assert_eq!(bounded_args(&["x".into(), "y".into()]), vec!["x", "y"]);
     }
 
     #[test]

@@ -11,6 +11,10 @@ root = sys.argv[1]
 libc = ctypes.CDLL(None, use_errno=True)
 out = {"pid": os.getpid()}
 
+# a failed execve
+try: os.execv(os.path.join(root, "no-such-exe"), ["no-such-exe"])
+except FileNotFoundError: pass
+
 # openat(dirfd, relative)
 d = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
 fd = os.open("sub/file.txt", os.O_RDONLY, dir_fd=d); os.close(fd)
@@ -64,7 +68,26 @@ os.kill(child, 9); os.waitpid(child, 0)
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 os.dup2(s.fileno(), 0)
 
-# setuid: drop to nobody, then try to get root back (EPERM)
+
+# name-based file calls, relative to the cwd (root)
+os.mkdir("newdir", 0o750)
+os.rename("newdir", "renamed")
+os.symlink("sub/file.txt", "sym")
+os.link("sub/file.txt", "hard")
+os.chmod("sub/file.txt", 0o640)
+os.unlink("hard")
+os.rmdir("renamed")
+
+# bind/listen/accept on loopback
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4); out["srvport"] = srv.getsockname()[1]
+cl = socket.socket(); cl.connect(("127.0.0.1", out["srvport"])); out["cliport"] = cl.getsockname()[1]
+a, _ = srv.accept(); a.close(); cl.close(); srv.close()
+
+# bpf(BPF_PROG_GET_NEXT_ID)
+attr = ctypes.create_string_buffer(16)
+libc.syscall(321, 11, attr, 16)
+
+# setuid last: drop to nobody, then try to get root back (EPERM)
 os.setuid(65534)
 try: os.setuid(0)
 except PermissionError: pass

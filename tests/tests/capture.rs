@@ -126,6 +126,76 @@ fn capture_end_to_end() {
         || show(&ev),
     );
 
+    // Exec from an overlay mount: a file of the upper (writable) layer is flagged, a lower one not.
+    let ovl = real.join("ovl");
+    for d in ["lower", "upper", "work", "merged"] {
+        std::fs::create_dir_all(ovl.join(d)).unwrap();
+    }
+    std::fs::copy("/usr/bin/true", ovl.join("lower/lower-true")).unwrap();
+    std::fs::copy("/usr/bin/true", ovl.join("upper/upper-true")).unwrap();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        ovl.join("lower").display(),
+        ovl.join("upper").display(),
+        ovl.join("work").display()
+    );
+    let merged = ovl.join("merged");
+    let mounted = cg
+        .command("mount")
+        .args([
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            &opts,
+            merged.to_str().unwrap(),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if mounted {
+        for (name, upper) in [("lower-true", false), ("upper-true", true)] {
+            let exe = merged.join(name);
+            assert!(
+                cg.command(exe.to_str().unwrap())
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            let ev = m.wait_for(WAIT, |v| {
+                str_at(v, "type") == Some("execve") && str_at(v, "args.filename") == exe.to_str()
+            });
+            c.check(
+                &format!("overlay exec {name}"),
+                ev.as_ref().is_some_and(|e| {
+                    e["process"]["is_exe_upper_layer"] == Value::Bool(upper)
+                        && str_at(e, "process.exepath") == exe.to_str()
+                }),
+                || show(&ev),
+            );
+        }
+        let ev = m.wait_for(WAIT, |v| {
+            str_at(v, "type") == Some("mount") && str_at(v, "fd.path") == merged.to_str()
+        });
+        c.check(
+            "mount",
+            ev.as_ref().is_some_and(|e| {
+                str_at(e, "args.fstype") == Some("overlay") && int_at(e, "ret") == Some(0)
+            }),
+            || show(&ev),
+        );
+        let _ = cg.command("umount").arg(&merged).status();
+        let ev = m.wait_for(WAIT, |v| {
+            str_at(v, "type") == Some("umount2") && str_at(v, "fd.raw_path") == merged.to_str()
+        });
+        c.check(
+            "umount2",
+            ev.as_ref().is_some_and(|e| int_at(e, "ret") == Some(0)),
+            || show(&ev),
+        );
+    } else {
+        eprintln!("SKIPPED: overlay exec scenario (mount -t overlay failed here)");
+    }
+
     // The syscall workload.
     let out = cg
         .command("python3")
@@ -137,6 +207,18 @@ fn capture_end_to_end() {
     let info: Value = serde_json::from_slice(&out.stdout).expect("workload prints its JSON");
     let pid = info["pid"].as_u64().unwrap() as u32;
     let file = format!("{real_s}/sub/file.txt");
+
+    let noexe = format!("{real_s}/no-such-exe");
+    let ev = m.wait_for(WAIT, |v| {
+        is(v, "execve", pid) && str_at(v, "args.filename") == Some(noexe.as_str())
+    });
+    c.check(
+        "failed execve",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "ret") == Some(-2) && str_at(e, "process.comm") == Some("python3")
+        }),
+        || show(&ev),
+    );
 
     let ev = m.wait_for(WAIT, |v| {
         is(v, "openat", pid) && str_at(v, "fd.raw_path") == Some("sub/file.txt")
@@ -235,6 +317,109 @@ fn capture_end_to_end() {
         "connect unix path",
         ev.as_ref()
             .is_some_and(|e| int_at(e, "ret") == Some(0) && str_at(e, "fd.type") == Some("unix")),
+        || show(&ev),
+    );
+
+    let any = |v: &Value, kinds: &[&str]| {
+        str_at(v, "type").is_some_and(|t| kinds.contains(&t))
+            && int_at(v, "process.pid") == Some(pid as i64)
+    };
+    let at = |n: &str| format!("{real_s}/{n}");
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["mkdir", "mkdirat"]) && str_at(v, "fd.raw_path") == Some("newdir")
+    });
+    c.check(
+        "mkdir relative",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(at("newdir").as_str())
+                && str_at(e, "fd.path_source") == Some("user")
+                && int_at(e, "args.mode") == Some(0o750)
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["rename", "renameat", "renameat2"]) && str_at(v, "fd.raw_path") == Some("newdir")
+    });
+    c.check(
+        "rename",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(at("newdir").as_str())
+                && str_at(e, "fd.target_path") == Some(at("renamed").as_str())
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["symlink", "symlinkat"]) && str_at(v, "fd.raw_path") == Some("sym")
+    });
+    c.check(
+        "symlink",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(at("sym").as_str())
+                && str_at(e, "fd.target_path") == Some("sub/file.txt")
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["link", "linkat"]) && str_at(v, "fd.raw_path") == Some("sub/file.txt")
+    });
+    c.check(
+        "link",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(file.as_str())
+                && str_at(e, "fd.target_path") == Some(at("hard").as_str())
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["chmod", "fchmodat"]) && str_at(v, "fd.raw_path") == Some("sub/file.txt")
+    });
+    c.check(
+        "chmod mode",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(file.as_str()) && int_at(e, "args.mode") == Some(0o640)
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["unlink", "unlinkat"]) && str_at(v, "fd.raw_path") == Some("hard")
+    });
+    c.check(
+        "unlink",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(at("hard").as_str()) && int_at(e, "ret") == Some(0)
+        }),
+        || show(&ev),
+    );
+    let (sp, cp) = (
+        info["srvport"].as_i64().unwrap(),
+        info["cliport"].as_i64().unwrap(),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["listen"]) && int_at(v, "fd.net.server_port") == Some(sp)
+    });
+    c.check(
+        "listen port from the kernel socket",
+        ev.as_ref()
+            .is_some_and(|e| str_at(e, "fd.net.source") == Some("kernel")),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["accept", "accept4"]) && int_at(v, "fd.net.client_port") == Some(cp)
+    });
+    c.check(
+        "accept endpoints",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "fd.net.server_port") == Some(sp)
+                && str_at(e, "fd.net.client_ip") == Some("127.0.0.1")
+                && int_at(e, "ret").is_some_and(|r| r >= 0)
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| any(v, &["bpf"]));
+    c.check(
+        "bpf cmd",
+        ev.as_ref()
+            .is_some_and(|e| str_at(e, "args.cmd.text") == Some("BPF_PROG_GET_NEXT_ID")),
         || show(&ev),
     );
 
@@ -384,4 +569,65 @@ fn doctor_reports_coverage() {
             v["kinds"]["init_module"]
         );
     }
+}
+
+/// `--containers-only` drops host-namespace processes in the kernel; `--kind` limits types.
+#[test]
+fn containers_only_and_kind_filters() {
+    if skip_unless_root() {
+        return;
+    }
+    let cg = TestCgroup::new("capture-scope").expect("test cgroup");
+    let cgid = cg.id.to_string();
+    let mut m = MonitorProcess::spawn(
+        &[
+            "events",
+            "--cgroup",
+            &cgid,
+            "--containers-only",
+            "--kind",
+            "execve",
+            "--kind",
+            "procexit",
+        ],
+        Some("ready"),
+    )
+    .expect("monitor starts");
+    // A host process (host mount namespace): not reported.
+    let st = cg
+        .command("/bin/echo")
+        .arg("host-side")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The same in a fresh mount namespace, as in a container: reported.
+    let st = cg
+        .command("unshare")
+        .args(["-m", "/bin/echo", "container-side"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("execve")
+            && v["process"]["args"] == serde_json::json!(["container-side"])
+    });
+    assert!(
+        ev.is_some(),
+        "exec in a new mount namespace was not reported"
+    );
+    // Anything from the host-side echo would have arrived before the container-side one.
+    let host = m.wait_for(Duration::from_millis(500), |v| {
+        v["process"]["args"] == serde_json::json!(["host-side"])
+    });
+    assert!(
+        host.is_none(),
+        "host exec reported in containers-only mode: {host:?}"
+    );
+    let other = m.wait_for(Duration::from_millis(100), |v| {
+        !matches!(str_at(v, "type"), Some("execve" | "procexit"))
+    });
+    assert!(other.is_none(), "event of a type not asked for: {other:?}");
+    m.stop().expect("monitor stops");
 }

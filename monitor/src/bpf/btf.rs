@@ -304,7 +304,11 @@ pub fn offsets(btf: &Btf) -> Result<monitor_common::Offsets, BtfError> {
         driver_major: o("tty_driver.major")?,
         driver_minor_start: o("tty_driver.minor_start")?,
         tp_fork_child_pid: 0,
-        _pad: 0,
+        // overlayfs built as a module has no BTF in vmlinux: the flag is then not computed.
+        ovl_present: (o("ovl_inode.vfs_inode").is_ok() && o("ovl_inode.__upperdentry").is_ok())
+            as u32,
+        ovl_inode_vfs_inode: o("ovl_inode.vfs_inode").unwrap_or(0),
+        ovl_inode_upperdentry: o("ovl_inode.__upperdentry").unwrap_or(0),
     })
 }
 

@@ -12,12 +12,13 @@ pub mod btf;
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
+use aya::programs::trace_point::TracePointLink;
 use aya::{Ebpf, EbpfLoader};
 use monitor_common::{
     Config, EventType, MAP_DROPS, MAP_EVENTS_BULK, MAP_EVENTS_URGENT, MAP_KIND_ENABLED,
@@ -98,8 +99,19 @@ pub struct KindCoverage {
     pub reason: Option<String>,
 }
 
+/// Totals since start (all event types).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct CaptureStats {
+    pub events: u64,
+    pub kernel_dropped: u64,
+    pub queue_dropped: u64,
+    pub decode_errors: u64,
+}
+
 pub struct Capture {
     _ebpf: Ebpf,
+    links: Vec<TracePointLink>,
+    drops: Arc<PerCpuArray<MapData, u64>>,
     coverage: Coverage,
     stop: watch::Sender<bool>,
     reader: tokio::task::JoinHandle<()>,
@@ -183,6 +195,29 @@ fn ino(path: &str) -> u64 {
     std::fs::metadata(path).map(|m| m.ino()).unwrap_or(0)
 }
 
+/// A namespace's inode from its `/proc/<pid>/ns/<type>` link (`mnt:[4026531832]`): readlink
+/// works where stat is refused.
+fn ns_inum(path: &str) -> anyhow::Result<u32> {
+    let link = std::fs::read_link(path).with_context(|| format!("readlink {path}"))?;
+    let s = link.to_string_lossy();
+    s.split_once('[')
+        .and_then(|(_, r)| r.strip_suffix(']'))
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("unexpected namespace link {s:?}"))
+}
+
+/// The host's mount namespace: pid 1's, or (where pid 1's links are refused, as in some
+/// sandboxes) our own, with a warning, since the daemon runs on the host.
+fn host_mntns() -> anyhow::Result<u32> {
+    match ns_inum("/proc/1/ns/mnt") {
+        Ok(n) => Ok(n),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "Cannot read pid 1's mount namespace; taking the daemon's own as the host's.");
+            ns_inum("/proc/self/ns/mnt")
+        }
+    }
+}
+
 fn cgroup2_root() -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines().find_map(|l| {
@@ -211,7 +246,7 @@ impl Capture {
         let config = Config {
             self_tgid: std::process::id(),
             containers_only: opts.containers_only as u32,
-            host_mntns: ino("/proc/1/ns/mnt") as u32,
+            host_mntns: host_mntns()?,
             _pad: 0,
         };
         let mut ebpf = EbpfLoader::new()
@@ -259,15 +294,22 @@ impl Capture {
             }
         }
 
-        let coverage = attach_all(&mut ebpf);
+        let (mut coverage, links) = attach_all(&mut ebpf);
+        if offsets.ovl_present == 0 {
+            coverage.notes.push(
+                "overlayfs has no BTF in vmlinux (module): is_exe_upper_layer is always false"
+                    .into(),
+            );
+        }
 
         let urgent = RingBuf::try_from(
             ebpf.take_map(MAP_EVENTS_URGENT)
                 .context("EVENTS_URGENT map")?,
         )?;
         let bulk = RingBuf::try_from(ebpf.take_map(MAP_EVENTS_BULK).context("EVENTS_BULK map")?)?;
-        let drops: PerCpuArray<MapData, u64> =
-            PerCpuArray::try_from(ebpf.take_map(MAP_DROPS).context("DROPS map")?)?;
+        let drops: Arc<PerCpuArray<MapData, u64>> = Arc::new(PerCpuArray::try_from(
+            ebpf.take_map(MAP_DROPS).context("DROPS map")?,
+        )?);
 
         let mut table = ProcTable::new(proctable::DEFAULT_CAPACITY, proctable::DEFAULT_DEPTH);
         table.seed_from_procfs(Path::new("/proc"));
@@ -285,10 +327,12 @@ impl Capture {
         let urgent = unsafe { AsyncFd::register(urgent) }
             .map_err(|e| e.into_parts().1)
             .context("registering the urgent ring with the runtime")?;
-        let handle = tokio::spawn(reader.run(urgent, bulk, drops, stop_rx));
+        let handle = tokio::spawn(reader.run(urgent, bulk, drops.clone(), stop_rx));
         Ok((
             Capture {
                 _ebpf: ebpf,
+                links,
+                drops,
                 coverage,
                 stop,
                 reader: handle,
@@ -301,16 +345,43 @@ impl Capture {
         &self.coverage
     }
 
+    /// Totals so far; kernel drops are read from the map now, not from the last metrics poll.
+    pub fn stats(&self) -> CaptureStats {
+        let kernel_dropped = EventType::ALL
+            .iter()
+            .filter_map(|k| self.drops.get(&(*k as u32), 0).ok())
+            .map(|v| v.iter().sum::<u64>())
+            .sum();
+        let sum = |v: &IntCounterVec, labels: &[&str]| {
+            labels
+                .iter()
+                .map(|l| v.with_label_values(&[l]).get())
+                .sum::<u64>()
+        };
+        let names: Vec<&str> = EventType::ALL.iter().map(|k| k.name()).collect();
+        CaptureStats {
+            events: sum(&crate::decode::EVENTS_DECODED, &names),
+            kernel_dropped,
+            queue_dropped: QUEUE_DROPPED.with_label_values(&["capture"]).get(),
+            decode_errors: sum(
+                &crate::decode::DECODE_ERRORS,
+                &["short", "version", "length", "kind", "strings"],
+            ),
+        }
+    }
+
     /// Detach: stop the reader and unload the programs.
     pub fn shutdown(self) {
         let _ = self.stop.send(true);
         self.reader.abort();
+        detach_parallel(self.links);
         drop(self._ebpf);
     }
 }
 
 /// Load and attach every program whose tracepoint exists; report the rest.
-pub fn attach_all(ebpf: &mut Ebpf) -> Coverage {
+pub fn attach_all(ebpf: &mut Ebpf) -> (Coverage, Vec<TracePointLink>) {
+    let mut links = Vec::new();
     let mut cov = Coverage {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -330,14 +401,17 @@ pub fn attach_all(ebpf: &mut Ebpf) -> Coverage {
                 .insert(hook, "tracepoint absent on this kernel".into());
             continue;
         }
-        let r: anyhow::Result<()> = (|| {
+        let r: anyhow::Result<TracePointLink> = (|| {
             let tp: &mut TracePoint = prog.try_into()?;
             tp.load()?;
-            tp.attach(category, name)?;
-            Ok(())
+            let id = tp.attach(category, name)?;
+            Ok(tp.take_link(id)?)
         })();
         match r {
-            Ok(()) => cov.attached.push(hook),
+            Ok(link) => {
+                links.push(link);
+                cov.attached.push(hook)
+            }
             Err(e) => {
                 tracing::warn!(hook = %hook, error = %format!("{e:#}"), "A kernel program did not attach; its events are not covered.");
                 cov.failed.insert(hook, format!("{e:#}"));
@@ -374,10 +448,25 @@ pub fn attach_all(ebpf: &mut Ebpf) -> Coverage {
     cov.notes = vec![
         "io_uring submissions bypass the syscall tracepoints (no io_uring hook in this build)".into(),
         "32-bit compat syscalls are not hooked".into(),
-        "overlayfs upper-layer flag for exec is not computed (always false)".into(),
         "paths of name-based calls (unlink, rename, mkdir, chmod ...) are the user string joined onto the kernel-resolved dirfd/cwd (path_source=user)".into(),
     ];
-    cov
+    (cov, links)
+}
+
+/// Detach every link, several at a time: each tracepoint detach waits for an RCU grace period
+/// (~80 ms on a small VM), so one by one 120 of them take ~10 s, while concurrent detaches share
+/// grace periods.
+fn detach_parallel(links: Vec<TracePointLink>) {
+    const THREADS: usize = 16;
+    let mut buckets: Vec<Vec<TracePointLink>> = (0..THREADS).map(|_| Vec::new()).collect();
+    for (i, l) in links.into_iter().enumerate() {
+        buckets[i % THREADS].push(l);
+    }
+    std::thread::scope(|s| {
+        for b in buckets {
+            s.spawn(move || drop(b));
+        }
+    });
 }
 
 struct Reader {
@@ -393,7 +482,7 @@ impl Reader {
         mut self,
         mut urgent: AsyncFd<RingBuf<MapData>>,
         mut bulk: RingBuf<MapData>,
-        drops: PerCpuArray<MapData, u64>,
+        drops: Arc<PerCpuArray<MapData, u64>>,
         mut stop: watch::Receiver<bool>,
     ) {
         let mut tick = tokio::time::interval(DRAIN_INTERVAL);
@@ -477,4 +566,53 @@ pub fn kernel_drops_total() -> u64 {
         .iter()
         .map(|k| KERNEL_DROPPED.with_label_values(&[k.name()]).get())
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hooked_kind_names_its_tracepoints() {
+        assert_eq!(hooks_for(EventType::Umount2)[0].1, "sys_enter_umount");
+        assert_eq!(
+            hooks_for(EventType::Openat),
+            vec![
+                ("syscalls", "sys_enter_openat".into()),
+                ("syscalls", "sys_exit_openat".into())
+            ]
+        );
+        assert_eq!(
+            hooks_for(EventType::ProcExit),
+            vec![("sched", "sched_process_exit".into())]
+        );
+        assert!(hooks_for(EventType::SockConnect).is_empty());
+    }
+
+    #[test]
+    fn namespace_links_parse() {
+        assert!(ns_inum("/proc/self/ns/mnt").unwrap() > 0);
+        assert!(ns_inum("/proc/self/no-such").is_err());
+    }
+
+    #[test]
+    fn ring_sizes_round_to_a_power_of_two_of_pages() {
+        assert_eq!(ring_size(0), 4096);
+        assert_eq!(ring_size(5000), 8192);
+        assert_eq!(ring_size(1 << 20), 1 << 20);
+    }
+
+    #[test]
+    fn tracepoint_format_offsets() {
+        if !Path::new("/sys/kernel/tracing/events/sched/sched_process_fork/format").exists() {
+            eprintln!("SKIPPED: tracefs not mounted");
+            return;
+        }
+        let off = tp_field_offset("sched", "sched_process_fork", "child_pid").unwrap();
+        assert!(off >= 8, "{off}");
+        assert_eq!(
+            tp_field_offset("sched", "sched_process_fork", "no_such_field"),
+            None
+        );
+    }
 }

@@ -89,14 +89,24 @@ async fn run(args: Args, kinds: Option<HashSet<EventType>>) -> anyhow::Result<i3
         tokio::select! {
             ev = rx.recv() => {
                 let Some(ev) = ev else { break };
-                if !pids.is_empty() && !pids.contains(&ev.process.pid) {
-                    continue;
+                // Write what is queued now, then flush once: every line is out as soon as the
+                // queue is empty, without a write(2) per event under load.
+                let mut next = Some(ev);
+                let mut failed = false;
+                let mut n = 0;
+                while let Some(ev) = next.take() {
+                    let keep = (pids.is_empty() || pids.contains(&ev.process.pid))
+                        && (cgroups.is_empty() || cgroups.contains(&ev.cgroup_id));
+                    if keep && writeln!(out, "{}", ev.to_json_line()).is_err() {
+                        failed = true;
+                        break;
+                    }
+                    n += 1;
+                    if n < 1024 {
+                        next = rx.try_recv().ok();
+                    }
                 }
-                if !cgroups.is_empty() && !cgroups.contains(&ev.cgroup_id) {
-                    continue;
-                }
-                let line = ev.to_json_line();
-                if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                if failed || out.flush().is_err() {
                     // stdout closed (e.g. piped into head): stop quietly.
                     break;
                 }
@@ -106,7 +116,35 @@ async fn run(args: Args, kinds: Option<HashSet<EventType>>) -> anyhow::Result<i3
         }
     }
     drop(out);
+    let st = capture.stats();
     capture.shutdown();
-    tracing::info!("Capture stopped.");
+    tracing::info!(
+        events = st.events,
+        kernel_dropped = st.kernel_dropped,
+        queue_dropped = st.queue_dropped,
+        decode_errors = st.decode_errors,
+        "Capture stopped."
+    );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_repeated_and_comma_separated() {
+        assert_eq!(parse_kinds(&[]).unwrap(), None);
+        let k = parse_kinds(&["execve,openat".into(), "connect".into()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            k,
+            [EventType::Execve, EventType::Openat, EventType::Connect]
+                .into_iter()
+                .collect()
+        );
+        let e = parse_kinds(&["nope".into()]).unwrap_err().to_string();
+        assert!(e.contains("unknown event type \"nope\""), "{e}");
+    }
 }
