@@ -246,6 +246,19 @@ impl RuncContainer {
         Ok(std::fs::read_to_string(&pidfile)?.trim().parse()?)
     }
 
+    /// Run a command inside the container and wait for it (`runc exec`).
+    pub fn exec(&self, args: &[&str]) -> Result<std::process::Output> {
+        Command::new("runc")
+            .arg("--root")
+            .arg(&self.root)
+            .arg("exec")
+            .arg(&self.id)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("spawn runc exec")
+    }
+
     /// Kill and delete the container now (drop does it too).
     pub fn remove(&self) -> Result<()> {
         let _ = run(Command::new("runc")

@@ -7,3 +7,4 @@
 pub mod capture;
 pub mod containers;
 pub mod harness;
+pub mod prom;
