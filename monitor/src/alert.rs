@@ -21,8 +21,9 @@ use crate::metrics;
 
 /// Falco's priorities. `Ord` follows severity: `Debug < Informational < ... < Emergency`, so a
 /// minimum-priority filter is `p >= min`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Priority {
+    #[default]
     Debug,
     Informational,
     Notice,

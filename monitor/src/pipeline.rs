@@ -86,7 +86,7 @@ pub fn rule_paths(cfg: &RulesConfig) -> Vec<PathBuf> {
 
 pub fn load_options(cfg: &RulesConfig) -> LoadOptions {
     LoadOptions {
-        min_priority: rules::Priority::parse(cfg.min_priority.as_str()).unwrap_or_default(),
+        min_priority: cfg.min_priority,
         enable_tags: cfg.enable_tags.clone(),
         disable_tags: cfg.disable_tags.clone(),
         enable_rules: cfg.enable_rules.clone(),
@@ -209,8 +209,7 @@ fn evaluate(set: &RuleSet, ev: &Event, dispatcher: &mut Dispatcher, hostname: &s
     let matches = set.evaluate(ev);
     metrics::observe_rule_eval(started.elapsed());
     for m in matches {
-        let priority = m.priority.as_str().parse().unwrap_or(alert::Priority::Warning);
-        let alert = Alert::new(&m.rule, priority, &m.tags, m.output, m.output_fields, ev, hostname);
+        let alert = Alert::new(&m.rule, m.priority, &m.tags, m.output, m.output_fields, ev, hostname);
         dispatcher.dispatch(alert, ev.ts, Instant::now());
     }
 }

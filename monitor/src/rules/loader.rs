@@ -279,7 +279,7 @@ impl<'a> FileLoader<'a> {
 
     fn priority(&mut self, n: &Node, name: &str) -> Option<Priority> {
         let s = n.as_str().unwrap_or("");
-        match Priority::parse(s) {
+        match s.parse::<Priority>().ok() {
             Some(p) => Some(p),
             None => {
                 self.sink.error(Code::BadPriority, &n.pos, s.len(), Some(name), format!("`{s}` is not a priority (emergency, alert, critical, error, warning, notice, informational, debug)"));

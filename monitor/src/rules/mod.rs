@@ -44,62 +44,8 @@ use output::Template;
 use parser::{Expr, Rhs, Span, Value};
 use program::{KindSet, Node};
 
-/// Falco priorities, least severe first (so `>=` means "at least as severe").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub enum Priority {
-    #[default]
-    Debug,
-    Informational,
-    Notice,
-    Warning,
-    Error,
-    Critical,
-    Alert,
-    Emergency,
-}
-
-impl Priority {
-    pub fn parse(s: &str) -> Option<Priority> {
-        Some(match s.trim().to_ascii_lowercase().as_str() {
-            "emergency" => Priority::Emergency,
-            "alert" => Priority::Alert,
-            "critical" => Priority::Critical,
-            "error" => Priority::Error,
-            "warning" => Priority::Warning,
-            "notice" => Priority::Notice,
-            "informational" | "info" => Priority::Informational,
-            "debug" => Priority::Debug,
-            _ => return None,
-        })
-    }
-
-    /// Falco's spelling in alerts.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Emergency => "Emergency",
-            Priority::Alert => "Alert",
-            Priority::Critical => "Critical",
-            Priority::Error => "Error",
-            Priority::Warning => "Warning",
-            Priority::Notice => "Notice",
-            Priority::Informational => "Informational",
-            Priority::Debug => "Debug",
-        }
-    }
-}
-
-impl Serialize for Priority {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Priority {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Priority::parse(s).ok_or_else(|| format!("`{s}` is not a priority"))
-    }
-}
+/// Falco's priorities: one type for rules, alerts and config (`alert::Priority`).
+pub use crate::alert::Priority;
 
 /// Deploy-time selection. Order of application: `enabled:` in the files, then tags (when
 /// `enable_tags` is set only rules carrying one of them stay), `disable_tags`, then names
