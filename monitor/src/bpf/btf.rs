@@ -182,14 +182,12 @@ impl Btf {
             if mname == name {
                 return Some((m.offset, m.typ));
             }
-            if mname.is_empty() {
-                if let Some(inner) = self.resolve(m.typ) {
-                    if inner.kind == KIND_STRUCT || inner.kind == KIND_UNION {
-                        if let Some((o, ty)) = self.member_bits(inner, name, depth + 1) {
-                            return Some((m.offset + o, ty));
-                        }
-                    }
-                }
+            if mname.is_empty()
+                && let Some(inner) = self.resolve(m.typ)
+                && (inner.kind == KIND_STRUCT || inner.kind == KIND_UNION)
+                && let Some((o, ty)) = self.member_bits(inner, name, depth + 1)
+            {
+                return Some((m.offset + o, ty));
             }
         }
         None

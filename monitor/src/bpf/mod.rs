@@ -52,6 +52,7 @@ pub static KERNEL_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 const DRAIN_INTERVAL: Duration = Duration::from_millis(2);
+const DRAIN_BATCH: usize = 4096;
 const DROPS_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
@@ -493,8 +494,11 @@ impl Reader {
                 guard = urgent.readable_mut() => {
                     match guard {
                         Ok(mut g) => {
-                            self.drain(g.get_inner_mut());
-                            g.clear_ready();
+                            let more = self.drain(g.get_inner_mut());
+                            // Leave it ready when a batch filled: select! comes straight back.
+                            if !more {
+                                g.clear_ready();
+                            }
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "Polling the urgent ring failed; capture stops.");
@@ -503,8 +507,16 @@ impl Reader {
                     }
                 }
                 _ = tick.tick() => {
-                    self.drain(&mut bulk);
-                    self.drain(urgent.get_mut());
+                    // Bounded batches, urgent between them, yielding in between: a storm on
+                    // the bulk ring never starves exec/connect events or the stop signal.
+                    loop {
+                        let more = self.drain(&mut bulk);
+                        self.drain(urgent.get_mut());
+                        if !more {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
                 }
                 _ = drops_tick.tick() => self.read_drops(&drops),
                 _ = stop.changed() => return,
@@ -515,8 +527,12 @@ impl Reader {
         }
     }
 
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) {
-        while let Some(item) = ring.next() {
+    /// Read up to DRAIN_BATCH records; true when the batch filled (more may be waiting).
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> bool {
+        for _ in 0..DRAIN_BATCH {
+            let Some(item) = ring.next() else {
+                return false;
+            };
             let Ok(mut ev) = self.decoder.decode(&item) else {
                 continue;
             };
@@ -529,17 +545,17 @@ impl Reader {
                 QUEUE_DROPPED.with_label_values(&["capture"]).inc();
             }
         }
+        true
     }
 
     /// procfs fallback for what the kernel could not read, then the process table.
     fn complete(&mut self, ev: &mut Event) {
         if matches!(ev.kind, EventType::Execve | EventType::Execveat)
             && ev.process.exepath.is_empty()
+            && let Ok(p) = std::fs::read_link(format!("/proc/{}/exe", ev.process.pid))
         {
-            if let Ok(p) = std::fs::read_link(format!("/proc/{}/exe", ev.process.pid)) {
-                ev.process.exepath =
-                    crate::decode::escape_bytes(p.as_os_str().as_encoded_bytes(), 4096);
-            }
+            ev.process.exepath =
+                crate::decode::escape_bytes(p.as_os_str().as_encoded_bytes(), 4096);
         }
         self.table.observe(ev);
     }
