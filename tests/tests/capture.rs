@@ -90,6 +90,54 @@ fn capture_end_to_end() {
         || show(&ev),
     );
 
+    // Hostile argv: invalid UTF-8 and an escape sequence come out escaped.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let st = cg
+            .command("/bin/echo")
+            .arg(std::ffi::OsStr::from_bytes(b"hostile\xff\x1b[31m"))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("execve")
+            && str_at(v, "process.args.0").is_some_and(|a| a.starts_with("hostile"))
+    });
+    c.check(
+        "hostile argv escaped",
+        ev.as_ref()
+            .is_some_and(|e| str_at(e, "process.args.0") == Some("hostile\\xff\\x1b[31m")),
+        || show(&ev),
+    );
+
+    // argv longer than the capture bound: cut, and flagged.
+    let long: Vec<String> = (0..100)
+        .map(|i| format!("{i:03}-{}", "x".repeat(96)))
+        .collect();
+    assert!(
+        cg.command("/bin/true")
+            .args(&long)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("execve")
+            && str_at(v, "process.args.0").is_some_and(|a| a.starts_with("000-x"))
+    });
+    c.check(
+        "long argv truncated",
+        ev.as_ref().is_some_and(|e| {
+            e["process"]["args_truncated"] == Value::Bool(true)
+                && e["process"]["args"]
+                    .as_array()
+                    .is_some_and(|a| a.len() < 100 && a.len() > 30)
+        }),
+        || show(&ev),
+    );
+
     // exec through a symlink: the kernel's exe path is the target, filename is what was run.
     let link = real.join("true-link");
     let st = cg.command(link.to_str().unwrap()).status().unwrap();
