@@ -138,6 +138,57 @@ fn capture_end_to_end() {
         || show(&ev),
     );
 
+    // Inside a chroot the kernel paths are the ones the process sees (walk stops at its root).
+    let croot = real.join("croot");
+    std::fs::create_dir_all(croot.join("bin")).unwrap();
+    std::fs::create_dir_all(croot.join("etc")).unwrap();
+    std::fs::write(croot.join("etc/marker"), b"m").unwrap();
+    if std::fs::copy("/bin/busybox", croot.join("bin/busybox")).is_ok() {
+        let st = cg
+            .command("chroot")
+            .args([
+                croot.to_str().unwrap(),
+                "/bin/busybox",
+                "cat",
+                "/etc/marker",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let ev = m.wait_for(WAIT, |v| {
+            str_at(v, "type") == Some("execve")
+                && v["process"]["args"] == serde_json::json!(["cat", "/etc/marker"])
+        });
+        c.check(
+            "exec inside chroot: exepath from the new root",
+            ev.as_ref().is_some_and(|e| {
+                str_at(e, "process.exepath") == Some("/bin/busybox")
+                    && str_at(e, "process.cwd") == Some("/")
+            }),
+            || show(&ev),
+        );
+        let bpid = ev
+            .as_ref()
+            .and_then(|e| e["process"]["pid"].as_u64())
+            .unwrap_or(0) as u32;
+        let ev = m.wait_for(WAIT, |v| {
+            str_at(v, "type").is_some_and(|t| t.starts_with("open"))
+                && int_at(v, "process.pid") == Some(bpid as i64)
+                && str_at(v, "fd.raw_path") == Some("/etc/marker")
+        });
+        c.check(
+            "open inside chroot: kernel path from the new root",
+            ev.as_ref().is_some_and(|e| {
+                str_at(e, "fd.path") == Some("/etc/marker")
+                    && str_at(e, "fd.path_source") == Some("kernel")
+            }),
+            || show(&ev),
+        );
+    } else {
+        eprintln!("SKIPPED: chroot scenario (no /bin/busybox to copy)");
+    }
+
     // exec through a symlink: the kernel's exe path is the target, filename is what was run.
     let link = real.join("true-link");
     let st = cg.command(link.to_str().unwrap()).status().unwrap();
