@@ -730,3 +730,129 @@ fn containers_only_and_kind_filters() {
     assert!(other.is_none(), "event of a type not asked for: {other:?}");
     m.stop().expect("monitor stops");
 }
+
+fn ns_link(kind: &str) -> u64 {
+    let l = std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap();
+    let s = l.to_string_lossy().to_string();
+    s.split_once('[')
+        .and_then(|(_, r)| r.strip_suffix(']'))
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+/// A real runc container (busybox rootfs) in the test cgroup: its exec and open are reported
+/// with the container's namespaces, cgroup id and paths as the container sees them.
+#[test]
+fn runc_container_exec_and_open() {
+    if skip_unless_root() {
+        return;
+    }
+    let runc_ok = std::process::Command::new("runc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runc_ok || !Path::new("/bin/busybox").exists() {
+        eprintln!("SKIPPED: needs runc and /bin/busybox (busybox-static)");
+        return;
+    }
+    let cg = TestCgroup::new("capture-runc").expect("test cgroup");
+    let mount = monitor_tests::harness::cgroup2_mount().unwrap();
+    let rel = cg
+        .path
+        .strip_prefix(&mount)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let bundle = std::env::temp_dir().join(format!("monitor-capture-runc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&bundle);
+    for d in [
+        "rootfs/bin",
+        "rootfs/etc",
+        "rootfs/proc",
+        "rootfs/dev",
+        "rootfs/sys",
+    ] {
+        std::fs::create_dir_all(bundle.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", bundle.join("rootfs/bin/busybox")).unwrap();
+    std::fs::write(bundle.join("rootfs/etc/marker"), b"m").unwrap();
+    let st = std::process::Command::new("runc")
+        .arg("spec")
+        .current_dir(&bundle)
+        .status()
+        .unwrap();
+    assert!(st.success(), "runc spec");
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["process"]["terminal"] = Value::Bool(false);
+    cfg["process"]["args"] = serde_json::json!(["/bin/busybox", "cat", "/etc/marker"]);
+    cfg["linux"]["cgroupsPath"] = Value::String(format!("/{rel}"));
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+
+    let cgid = cg.id.to_string();
+    let mut m = MonitorProcess::spawn(
+        &["events", "--cgroup", &cgid, "--containers-only"],
+        Some("ready"),
+    )
+    .expect("monitor starts");
+    let id = format!("monitor-capture-{}", std::process::id());
+    let out = std::process::Command::new("runc")
+        .args(["run", &id])
+        .current_dir(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "runc run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"m");
+
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("execve")
+            && v["process"]["args"] == serde_json::json!(["cat", "/etc/marker"])
+    });
+    let e = ev
+        .clone()
+        .unwrap_or_else(|| panic!("no exec event from the container"));
+    assert_eq!(
+        str_at(&e, "process.exepath"),
+        Some("/bin/busybox"),
+        "{}",
+        show(&ev)
+    );
+    assert_eq!(e["cgroup_id"].as_u64(), Some(cg.id));
+    assert_ne!(
+        e["process"]["pidns"].as_u64(),
+        Some(ns_link("pid")),
+        "container pid namespace"
+    );
+    assert_ne!(
+        e["process"]["mntns"].as_u64(),
+        Some(ns_link("mnt")),
+        "container mount namespace"
+    );
+    let pid = e["process"]["pid"].as_u64().unwrap() as u32;
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type").is_some_and(|t| t.starts_with("open"))
+            && str_at(v, "fd.raw_path") == Some("/etc/marker")
+    });
+    let o = ev
+        .clone()
+        .unwrap_or_else(|| panic!("no open event from the container"));
+    assert_eq!(int_at(&o, "process.pid"), Some(pid as i64));
+    assert_eq!(str_at(&o, "fd.path"), Some("/etc/marker"), "{}", show(&ev));
+    assert_eq!(str_at(&o, "fd.path_source"), Some("kernel"));
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("procexit") && int_at(v, "process.pid") == Some(pid as i64)
+    });
+    assert_eq!(
+        ev.as_ref().and_then(|e| int_at(e, "args.code")),
+        Some(0),
+        "{}",
+        show(&ev)
+    );
+    m.stop().expect("monitor stops");
+    let _ = std::fs::remove_dir_all(&bundle);
+}
