@@ -169,7 +169,8 @@ impl Writer {
         let len = STRINGS_OFFSET + (self.off & 0x3fff);
         self.header().len = len as u32;
         let urgent = match kind.family() {
-            Family::File => false,
+            // io_uring can run at file-I/O rates: no wakeups either.
+            Family::File | Family::SideDoor => false,
             Family::Network => matches!(kind, EventType::Connect),
             _ => true,
         };

@@ -475,7 +475,14 @@ impl Decoder {
                 );
             }
             Capset | InitModule | FinitModule => {}
-            Sendto | Sendmsg | IoUringSubmit | SockConnect | SockSendmsg | CompatSyscall => {}
+            IoUringSubmit => {
+                ev.args.insert("opcode".into(), int(p.aux[0]));
+                ev.args.insert("flags".into(), int(p.aux[1]));
+                if let Some(op) = r.str(slot::USER1) {
+                    ev.args.insert("op".into(), Arg::Str(op));
+                }
+            }
+            Sendto | Sendmsg | SockConnect | SockSendmsg | CompatSyscall => {}
         }
         ev
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use monitor_tests::capture::{WORKLOAD_PY, int_at, is, str_at};
+use monitor_tests::capture::{URING_PY, WORKLOAD_PY, int_at, is, str_at};
 use monitor_tests::harness::{MonitorProcess, TestCgroup, monitor_bin, skip_unless_root};
 use serde_json::Value;
 
@@ -294,6 +294,29 @@ fn capture_end_to_end() {
     } else {
         eprintln!("SKIPPED: overlay exec scenario (mount -t overlay failed here)");
     }
+
+    // io_uring side door: an OPENAT submitted through a ring is reported with its opcode.
+    let out = cg
+        .command("python3")
+        .args(["-c", URING_PY])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let upid: i64 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("io_uring_submit") && int_at(v, "process.pid") == Some(upid)
+    });
+    c.check(
+        "io_uring submission",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "args.opcode") == Some(18) && str_at(e, "args.op") == Some("OPENAT")
+        }),
+        || format!("{} (workload said {text:?})", show(&ev)),
+    );
 
     // The syscall workload.
     let out = cg

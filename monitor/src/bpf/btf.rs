@@ -307,6 +307,10 @@ pub fn offsets(btf: &Btf) -> Result<monitor_common::Offsets, BtfError> {
             as u32,
         ovl_inode_vfs_inode: o("ovl_inode.vfs_inode").unwrap_or(0),
         ovl_inode_upperdentry: o("ovl_inode.__upperdentry").unwrap_or(0),
+        tp_uring_opcode: 0,
+        tp_uring_flags: 0,
+        tp_uring_op_str: 0,
+        _pad2: 0,
     })
 }
 

@@ -133,7 +133,8 @@ fn hooks_for(kind: EventType) -> Vec<(&'static str, String)> {
             ]
         }
         ProcExit => vec![("sched", "sched_process_exit".into())],
-        Sendto | Sendmsg | IoUringSubmit | SockConnect | SockSendmsg | CompatSyscall => vec![],
+        IoUringSubmit => vec![("io_uring", "io_uring_submit_req".into())],
+        Sendto | Sendmsg | SockConnect | SockSendmsg | CompatSyscall => vec![],
         Umount2 => vec![
             ("syscalls", "sys_enter_umount".into()),
             ("syscalls", "sys_exit_umount".into()),
@@ -244,6 +245,11 @@ impl Capture {
         let mut offsets = btf::offsets(&btf).context("finding kernel struct offsets in BTF")?;
         offsets.tp_fork_child_pid = tp_field_offset("sched", "sched_process_fork", "child_pid")
             .context("reading the sched_process_fork tracepoint format")?;
+        // io_uring is optional (CONFIG_IO_URING); the hook is then absent and reported so.
+        let uring = |f: &str| tp_field_offset("io_uring", "io_uring_submit_req", f).unwrap_or(0);
+        offsets.tp_uring_opcode = uring("opcode");
+        offsets.tp_uring_flags = uring("flags");
+        offsets.tp_uring_op_str = uring("op_str");
         let config = Config {
             self_tgid: std::process::id(),
             containers_only: opts.containers_only as u32,
@@ -393,6 +399,8 @@ pub fn attach_all(ebpf: &mut Ebpf) -> (Coverage, Vec<TracePointLink>) {
     for (name, prog) in ebpf.programs_mut() {
         let category = if name.starts_with("sys_") {
             "syscalls"
+        } else if name.starts_with("io_uring_") {
+            "io_uring"
         } else {
             "sched"
         };
@@ -447,7 +455,7 @@ pub fn attach_all(ebpf: &mut Ebpf) -> (Coverage, Vec<TracePointLink>) {
         );
     }
     cov.notes = vec![
-        "io_uring submissions bypass the syscall tracepoints (no io_uring hook in this build)".into(),
+        "io_uring submissions bypass the syscall tracepoints: they are reported as io_uring_submit with the opcode, without per-opcode arguments or paths".into(),
         "32-bit compat syscalls are not hooked".into(),
         "paths of name-based calls (unlink, rename, mkdir, chmod ...) are the user string joined onto the kernel-resolved dirfd/cwd (path_source=user)".into(),
     ];
