@@ -29,6 +29,7 @@
 //! - setuid family: uid/gid args by Falco names; ptrace: request (text), pid; mount: source,
 //!   fstype, flags, fd.path = target; unshare: flags (text); memfd_create: name, flags;
 //!   bpf: cmd (text); capset: header only.
+//! - io_uring_submit: args.opcode, op (name), flags: one per submitted request, any opcode.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
