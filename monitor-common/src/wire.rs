@@ -154,6 +154,7 @@ pub mod slot {
 /// - procexit: aux[0] task exit_code (status as wait(2) reports it).
 /// - openat2: aux[0] open_how.flags, aux[1] open_how.mode, aux[2] open_how.resolve.
 /// - dup family: aux[0] FdKind of oldfd.
+/// - io_uring_submit: aux[0] opcode, aux[1] request flags; S1 the opcode's name.
 pub mod aux {}
 
 /// Payload flag bits.
@@ -289,6 +290,11 @@ pub struct Offsets {
     pub ovl_present: u32,
     pub ovl_inode_vfs_inode: u32,
     pub ovl_inode_upperdentry: u32,
+    /// io_uring:io_uring_submit_req field offsets (from tracefs format); 0 when absent.
+    pub tp_uring_opcode: u32,
+    pub tp_uring_flags: u32,
+    pub tp_uring_op_str: u32,
+    pub _pad2: u32,
 }
 
 /// Run-time switches, a read-only global.

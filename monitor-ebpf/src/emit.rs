@@ -169,13 +169,33 @@ impl Writer {
         let len = STRINGS_OFFSET + (self.off & 0x3fff);
         self.header().len = len as u32;
         let urgent = match kind.family() {
-            Family::File => false,
+            // io_uring can run at file-I/O rates: no wakeups either.
+            Family::File | Family::SideDoor => false,
             Family::Network => matches!(kind, EventType::Connect),
             _ => true,
         };
         let data = unsafe { core::slice::from_raw_parts(self.base as *const u8, len) };
+        // A wakeup costs ~10 us here (a self-IPI, i.e. a VM exit), more than the rest of the
+        // program: fork and exit ride the urgent ring (keeping their order with exec) without
+        // one and are read at the next wakeup or drain tick (<= 2 ms); exec, connect and the
+        // security calls wake the reader.
+        let lifecycle = matches!(
+            kind,
+            EventType::Clone
+                | EventType::Clone3
+                | EventType::Fork
+                | EventType::Vfork
+                | EventType::ProcExit
+        );
         let r = if urgent {
-            EVENTS_URGENT.output(data, 0)
+            EVENTS_URGENT.output(
+                data,
+                if lifecycle {
+                    BPF_RB_NO_WAKEUP as u64
+                } else {
+                    0
+                },
+            )
         } else {
             EVENTS_BULK.output(data, BPF_RB_NO_WAKEUP as u64)
         };

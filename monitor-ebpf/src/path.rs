@@ -66,6 +66,14 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     let name: u64 = rk(c.dentry + off!(dentry_d_name) + off!(qstr_name));
     let len: u32 = rk(c.dentry + off!(dentry_d_name) + off!(qstr_len));
     let len = (len & NAME_MASK) as u64;
+    let first: u8 = rk(name);
+    // "/" is the name of an anonymous root (d_alloc_anon), as nsfs files have.
+    if len == 0 || (len == 1 && first == b'/') {
+        // Pseudo filesystems (nsfs, pipefs, sockfs) name their files through d_dname, not
+        // d_name: nothing to add; the fd kind says what it is.
+        c.truncated = 0;
+        return 1;
+    }
     let pos = c.pos & (POS_MASK as u64 | PATHBUF_HALF as u64);
     if pos < len + 1 {
         return 1;

@@ -163,3 +163,32 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     w.submit(EventType::ProcExit);
     0
 }
+
+/// io_uring:io_uring_submit_req(ctx, req, user_data, opcode, flags, sq_thread, op_str), kernel
+/// >= 5.5 (op_str >= 6.1). Submissions through a ring never pass the syscall tracepoints; this
+/// reports each one with its opcode, in the submitting task (the SQPOLL thread belongs to the
+/// ring owner's thread group).
+#[tracepoint]
+pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
+    if off!(tp_uring_opcode) == 0 || filtered(EventType::IoUringSubmit) {
+        return 0;
+    }
+    let Some(mut w) = Writer::new() else { return 0 };
+    task::fill_header(w.header(), EventType::IoUringSubmit as u16, 0);
+    let opcode: u8 = unsafe { ctx.read_at::<u8>(off!(tp_uring_opcode) as usize) }.unwrap_or(0);
+    let req_flags: u64 = unsafe { ctx.read_at::<u64>(off!(tp_uring_flags) as usize) }.unwrap_or(0);
+    unsafe {
+        (*w.payload()).aux[0] = opcode as u64;
+        (*w.payload()).aux[1] = req_flags;
+    }
+    if off!(tp_uring_op_str) != 0 {
+        let loc: u32 = unsafe { ctx.read_at::<u32>(off!(tp_uring_op_str) as usize) }.unwrap_or(0);
+        let (at, len) = ((loc & 0xffff) as usize, (loc >> 16) as usize);
+        if len > 1 {
+            let src = unsafe { (ctx.as_ptr() as *const u8).add(at) };
+            w.kernel_bytes(slot::USER1, src, len - 1);
+        }
+    }
+    w.submit(EventType::IoUringSubmit);
+    0
+}

@@ -5,6 +5,31 @@
 //!
 //! The decoder fills what the record says; process-table fields (ancestors, exepath of non-exec
 //! events) and the procfs fallbacks are added by `bpf` and `proctable`.
+//!
+//! What each kind fills (beyond the header: pid, tid, ppid, comm, uid/gid/euid/egid, loginuid,
+//! cap_effective, pidns, mntns, start_ts, exec_id, cgroup_id, ts, ret):
+//! - execve/execveat (success, from sched_process_exec): exepath (kernel, mm->exe_file walk),
+//!   exe = argv[0], args = argv[1..] (mm->arg_start, 4095 bytes, args_truncated), cwd (kernel),
+//!   tty, stdio kinds, is_exe_from_memfd, is_exe_upper_layer; args.filename (bprm->filename).
+//!   Failed (ret < 0, from sys_exit): args.filename (user) only.
+//! - clone/clone3/fork/vfork (in the parent): ret = child tid; args.flags (text), child_tid,
+//!   child_pid (tgid; the parent's for CLONE_THREAD).
+//! - procexit: ret = wait status; args.status, code, sig, core.
+//! - open/openat/openat2/creat: fd.num (ret >= 0), fd.type, fd.path (kernel, from the returned
+//!   fd's struct file; on failure the user path joined onto the kernel-resolved dirfd/cwd,
+//!   path_source=user), fd.raw_path; args.flags (O_* text), mode, dirfd, resolve (openat2).
+//! - unlink*/rename*/mkdir*/rmdir/link*/symlink*/chmod/fchmodat/chown*/truncate/chroot/
+//!   pivot_root/umount2: fd.raw_path (user), fd.path (joined onto the kernel dirfd/cwd,
+//!   path_source=user), fd.target_path (second path; symlink's raw target); mode/flags/uid/gid.
+//! - fchmod/fchown/ftruncate/setns: fd.num, fd.path (kernel), fd.type; mode / nstype.
+//! - dup/dup2/dup3: fd.num = new fd, fd.type and path (kernel), args.oldfd, newfd, old_type.
+//! - socket/connect/bind/listen/accept/accept4: fd.num, fd.type, fd.net: l4proto, endpoints from
+//!   the kernel socket (source=kernel); connect/bind use the caller's sockaddr copied at entry
+//!   for the server side (source=user), unix_path for AF_UNIX; socket domain/type/proto.
+//! - setuid family: uid/gid args by Falco names; ptrace: request (text), pid; mount: source,
+//!   fstype, flags, fd.path = target; unshare: flags (text); memfd_create: name, flags;
+//!   bpf: cmd (text); capset: header only.
+//! - io_uring_submit: args.opcode, op (name), flags: one per submitted request, any opcode.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -451,7 +476,14 @@ impl Decoder {
                 );
             }
             Capset | InitModule | FinitModule => {}
-            Sendto | Sendmsg | IoUringSubmit | SockConnect | SockSendmsg | CompatSyscall => {}
+            IoUringSubmit => {
+                ev.args.insert("opcode".into(), int(p.aux[0]));
+                ev.args.insert("flags".into(), int(p.aux[1]));
+                if let Some(op) = r.str(slot::USER1) {
+                    ev.args.insert("op".into(), Arg::Str(op));
+                }
+            }
+            Sendto | Sendmsg | SockConnect | SockSendmsg | CompatSyscall => {}
         }
         ev
     }

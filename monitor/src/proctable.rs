@@ -114,10 +114,10 @@ impl ProcTable {
         match ev.kind {
             EventType::Execve | EventType::Execveat if ev.ret == 0 => {
                 // exec keeps the cwd; an event that could not read it inherits the known one.
-                if ev.process.cwd.is_empty() {
-                    if let Some(old) = self.map.get(&pid) {
-                        ev.process.cwd = old.cwd.clone();
-                    }
+                if ev.process.cwd.is_empty()
+                    && let Some(old) = self.map.get(&pid)
+                {
+                    ev.process.cwd = old.cwd.clone();
                 }
                 self.insert(ProcEntry {
                     pid,

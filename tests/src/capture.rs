@@ -118,3 +118,25 @@ pub fn int_at(v: &Value, path: &str) -> Option<i64> {
 pub fn is(v: &Value, kind: &str, pid: u32) -> bool {
     str_at(v, "type") == Some(kind) && int_at(v, "process.pid") == Some(pid as i64)
 }
+
+/// Submits one IORING_OP_OPENAT of /etc/hostname through a raw io_uring (no liburing needed);
+/// prints the io_uring_enter result and its pid.
+pub const URING_PY: &str = r#"
+import ctypes, mmap, struct, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+p = ctypes.create_string_buffer(120)
+fd = libc.syscall(425, 4, p)
+assert fd >= 0, os.strerror(ctypes.get_errno())
+sq_entries = struct.unpack_from("I", p, 0)[0]
+head, tail, mask, entries, flags, dropped, array = struct.unpack_from("7I", p, 40)
+ring = mmap.mmap(fd, array + sq_entries * 4, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+sqes = mmap.mmap(fd, sq_entries * 64, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0x10000000)
+path = ctypes.create_string_buffer(b"/etc/hostname")
+t = struct.unpack_from("I", ring, tail)[0]
+i = t & struct.unpack_from("I", ring, mask)[0]
+sqes[i * 64:(i + 1) * 64] = struct.pack("BBHiQQIIQ", 18, 0, 0, -100, 0, ctypes.addressof(path), 0, 0, 0x5EED) + b"\0" * 24
+struct.pack_into("I", ring, array + i * 4, i)
+struct.pack_into("I", ring, tail, t + 1)
+print(libc.syscall(426, fd, 1, 1, 1, None, 0), os.getpid())
+"#;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use monitor_tests::capture::{WORKLOAD_PY, int_at, is, str_at};
+use monitor_tests::capture::{URING_PY, WORKLOAD_PY, int_at, is, str_at};
 use monitor_tests::harness::{MonitorProcess, TestCgroup, monitor_bin, skip_unless_root};
 use serde_json::Value;
 
@@ -89,6 +89,105 @@ fn capture_end_to_end() {
         }),
         || show(&ev),
     );
+
+    // Hostile argv: invalid UTF-8 and an escape sequence come out escaped.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let st = cg
+            .command("/bin/echo")
+            .arg(std::ffi::OsStr::from_bytes(b"hostile\xff\x1b[31m"))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("execve")
+            && str_at(v, "process.args.0").is_some_and(|a| a.starts_with("hostile"))
+    });
+    c.check(
+        "hostile argv escaped",
+        ev.as_ref()
+            .is_some_and(|e| str_at(e, "process.args.0") == Some("hostile\\xff\\x1b[31m")),
+        || show(&ev),
+    );
+
+    // argv longer than the capture bound: cut, and flagged.
+    let long: Vec<String> = (0..100)
+        .map(|i| format!("{i:03}-{}", "x".repeat(96)))
+        .collect();
+    assert!(
+        cg.command("/bin/true")
+            .args(&long)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("execve")
+            && str_at(v, "process.args.0").is_some_and(|a| a.starts_with("000-x"))
+    });
+    c.check(
+        "long argv truncated",
+        ev.as_ref().is_some_and(|e| {
+            e["process"]["args_truncated"] == Value::Bool(true)
+                && e["process"]["args"]
+                    .as_array()
+                    .is_some_and(|a| a.len() < 100 && a.len() > 30)
+        }),
+        || show(&ev),
+    );
+
+    // Inside a chroot the kernel paths are the ones the process sees (walk stops at its root).
+    let croot = real.join("croot");
+    std::fs::create_dir_all(croot.join("bin")).unwrap();
+    std::fs::create_dir_all(croot.join("etc")).unwrap();
+    std::fs::write(croot.join("etc/marker"), b"m").unwrap();
+    if std::fs::copy("/bin/busybox", croot.join("bin/busybox")).is_ok() {
+        let st = cg
+            .command("chroot")
+            .args([
+                croot.to_str().unwrap(),
+                "/bin/busybox",
+                "cat",
+                "/etc/marker",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let ev = m.wait_for(WAIT, |v| {
+            str_at(v, "type") == Some("execve")
+                && v["process"]["args"] == serde_json::json!(["cat", "/etc/marker"])
+        });
+        c.check(
+            "exec inside chroot: exepath from the new root",
+            ev.as_ref().is_some_and(|e| {
+                str_at(e, "process.exepath") == Some("/bin/busybox")
+                    && str_at(e, "process.cwd") == Some("/")
+            }),
+            || show(&ev),
+        );
+        let bpid = ev
+            .as_ref()
+            .and_then(|e| e["process"]["pid"].as_u64())
+            .unwrap_or(0) as u32;
+        let ev = m.wait_for(WAIT, |v| {
+            str_at(v, "type").is_some_and(|t| t.starts_with("open"))
+                && int_at(v, "process.pid") == Some(bpid as i64)
+                && str_at(v, "fd.raw_path") == Some("/etc/marker")
+        });
+        c.check(
+            "open inside chroot: kernel path from the new root",
+            ev.as_ref().is_some_and(|e| {
+                str_at(e, "fd.path") == Some("/etc/marker")
+                    && str_at(e, "fd.path_source") == Some("kernel")
+            }),
+            || show(&ev),
+        );
+    } else {
+        eprintln!("SKIPPED: chroot scenario (no /bin/busybox to copy)");
+    }
 
     // exec through a symlink: the kernel's exe path is the target, filename is what was run.
     let link = real.join("true-link");
@@ -195,6 +294,29 @@ fn capture_end_to_end() {
     } else {
         eprintln!("SKIPPED: overlay exec scenario (mount -t overlay failed here)");
     }
+
+    // io_uring side door: an OPENAT submitted through a ring is reported with its opcode.
+    let out = cg
+        .command("python3")
+        .args(["-c", URING_PY])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let upid: i64 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("io_uring_submit") && int_at(v, "process.pid") == Some(upid)
+    });
+    c.check(
+        "io_uring submission",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "args.opcode") == Some(18) && str_at(e, "args.op") == Some("OPENAT")
+        }),
+        || format!("{} (workload said {text:?})", show(&ev)),
+    );
 
     // The syscall workload.
     let out = cg
@@ -630,4 +752,130 @@ fn containers_only_and_kind_filters() {
     });
     assert!(other.is_none(), "event of a type not asked for: {other:?}");
     m.stop().expect("monitor stops");
+}
+
+fn ns_link(kind: &str) -> u64 {
+    let l = std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap();
+    let s = l.to_string_lossy().to_string();
+    s.split_once('[')
+        .and_then(|(_, r)| r.strip_suffix(']'))
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+/// A real runc container (busybox rootfs) in the test cgroup: its exec and open are reported
+/// with the container's namespaces, cgroup id and paths as the container sees them.
+#[test]
+fn runc_container_exec_and_open() {
+    if skip_unless_root() {
+        return;
+    }
+    let runc_ok = std::process::Command::new("runc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runc_ok || !Path::new("/bin/busybox").exists() {
+        eprintln!("SKIPPED: needs runc and /bin/busybox (busybox-static)");
+        return;
+    }
+    let cg = TestCgroup::new("capture-runc").expect("test cgroup");
+    let mount = monitor_tests::harness::cgroup2_mount().unwrap();
+    let rel = cg
+        .path
+        .strip_prefix(&mount)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let bundle = std::env::temp_dir().join(format!("monitor-capture-runc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&bundle);
+    for d in [
+        "rootfs/bin",
+        "rootfs/etc",
+        "rootfs/proc",
+        "rootfs/dev",
+        "rootfs/sys",
+    ] {
+        std::fs::create_dir_all(bundle.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", bundle.join("rootfs/bin/busybox")).unwrap();
+    std::fs::write(bundle.join("rootfs/etc/marker"), b"m").unwrap();
+    let st = std::process::Command::new("runc")
+        .arg("spec")
+        .current_dir(&bundle)
+        .status()
+        .unwrap();
+    assert!(st.success(), "runc spec");
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["process"]["terminal"] = Value::Bool(false);
+    cfg["process"]["args"] = serde_json::json!(["/bin/busybox", "cat", "/etc/marker"]);
+    cfg["linux"]["cgroupsPath"] = Value::String(format!("/{rel}"));
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+
+    let cgid = cg.id.to_string();
+    let mut m = MonitorProcess::spawn(
+        &["events", "--cgroup", &cgid, "--containers-only"],
+        Some("ready"),
+    )
+    .expect("monitor starts");
+    let id = format!("monitor-capture-{}", std::process::id());
+    let out = std::process::Command::new("runc")
+        .args(["run", &id])
+        .current_dir(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "runc run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"m");
+
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("execve")
+            && v["process"]["args"] == serde_json::json!(["cat", "/etc/marker"])
+    });
+    let e = ev
+        .clone()
+        .unwrap_or_else(|| panic!("no exec event from the container"));
+    assert_eq!(
+        str_at(&e, "process.exepath"),
+        Some("/bin/busybox"),
+        "{}",
+        show(&ev)
+    );
+    assert_eq!(e["cgroup_id"].as_u64(), Some(cg.id));
+    assert_ne!(
+        e["process"]["pidns"].as_u64(),
+        Some(ns_link("pid")),
+        "container pid namespace"
+    );
+    assert_ne!(
+        e["process"]["mntns"].as_u64(),
+        Some(ns_link("mnt")),
+        "container mount namespace"
+    );
+    let pid = e["process"]["pid"].as_u64().unwrap() as u32;
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type").is_some_and(|t| t.starts_with("open"))
+            && str_at(v, "fd.raw_path") == Some("/etc/marker")
+    });
+    let o = ev
+        .clone()
+        .unwrap_or_else(|| panic!("no open event from the container"));
+    assert_eq!(int_at(&o, "process.pid"), Some(pid as i64));
+    assert_eq!(str_at(&o, "fd.path"), Some("/etc/marker"), "{}", show(&ev));
+    assert_eq!(str_at(&o, "fd.path_source"), Some("kernel"));
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "type") == Some("procexit") && int_at(v, "process.pid") == Some(pid as i64)
+    });
+    assert_eq!(
+        ev.as_ref().and_then(|e| int_at(e, "args.code")),
+        Some(0),
+        "{}",
+        show(&ev)
+    );
+    m.stop().expect("monitor stops");
+    let _ = std::fs::remove_dir_all(&bundle);
 }

@@ -182,14 +182,12 @@ impl Btf {
             if mname == name {
                 return Some((m.offset, m.typ));
             }
-            if mname.is_empty() {
-                if let Some(inner) = self.resolve(m.typ) {
-                    if inner.kind == KIND_STRUCT || inner.kind == KIND_UNION {
-                        if let Some((o, ty)) = self.member_bits(inner, name, depth + 1) {
-                            return Some((m.offset + o, ty));
-                        }
-                    }
-                }
+            if mname.is_empty()
+                && let Some(inner) = self.resolve(m.typ)
+                && (inner.kind == KIND_STRUCT || inner.kind == KIND_UNION)
+                && let Some((o, ty)) = self.member_bits(inner, name, depth + 1)
+            {
+                return Some((m.offset + o, ty));
             }
         }
         None
@@ -309,6 +307,10 @@ pub fn offsets(btf: &Btf) -> Result<monitor_common::Offsets, BtfError> {
             as u32,
         ovl_inode_vfs_inode: o("ovl_inode.vfs_inode").unwrap_or(0),
         ovl_inode_upperdentry: o("ovl_inode.__upperdentry").unwrap_or(0),
+        tp_uring_opcode: 0,
+        tp_uring_flags: 0,
+        tp_uring_op_str: 0,
+        _pad2: 0,
     })
 }
 
