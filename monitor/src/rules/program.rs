@@ -268,7 +268,7 @@ impl Test {
             (Test::SEq(x), V::S(s)) => **x == **s,
             (Test::SSet(x), V::S(s)) => x.contains(&**s),
             (Test::SContains(x), V::S(s)) => s.contains(&**x),
-            (Test::SIContains(x), V::S(s)) => s.to_ascii_lowercase().contains(&**x),
+            (Test::SIContains(x), V::S(s)) => x.is_empty() || s.as_bytes().windows(x.len()).any(|w| w.eq_ignore_ascii_case(x.as_bytes())),
             (Test::SStarts(x), V::S(s)) => s.starts_with(&**x),
             (Test::SEnds(x), V::S(s)) => s.ends_with(&**x),
             (Test::BContains(x), V::S(s)) => !x.is_empty() && s.as_bytes().windows(x.len()).any(|w| w == &x[..]),
