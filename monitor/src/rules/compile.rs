@@ -75,6 +75,8 @@ pub struct Compiler<'a> {
     pub macros: &'a HashMap<String, MacroDef>,
     pub lists: &'a HashMap<String, ListDef>,
     pub sink: &'a mut Sink,
+    /// Macro name -> memo id, shared by every rule of a set.
+    pub memo_ids: &'a mut HashMap<String, u32>,
     /// The rule being compiled, named in every diagnostic.
     pub item: String,
     pub errors: usize,
@@ -109,8 +111,8 @@ impl Lit {
 }
 
 impl<'a> Compiler<'a> {
-    pub fn new(macros: &'a HashMap<String, MacroDef>, lists: &'a HashMap<String, ListDef>, sink: &'a mut Sink, item: &str) -> Self {
-        Compiler { macros, lists, sink, item: item.to_string(), errors: 0, stack: Vec::new(), warned: HashSet::new(), unsupported_used: Vec::new() }
+    pub fn new(macros: &'a HashMap<String, MacroDef>, lists: &'a HashMap<String, ListDef>, sink: &'a mut Sink, memo_ids: &'a mut HashMap<String, u32>, item: &str) -> Self {
+        Compiler { macros, lists, sink, memo_ids, item: item.to_string(), errors: 0, stack: Vec::new(), warned: HashSet::new(), unsupported_used: Vec::new() }
     }
 
     fn error(&mut self, code: Code, pos: &Pos, len: usize, msg: String) {
@@ -154,7 +156,9 @@ impl<'a> Compiler<'a> {
         self.stack.push(name.to_string());
         let n = self.expr(parsed, &m.cond);
         self.stack.pop();
-        n
+        let next = u32::try_from(self.memo_ids.len()).unwrap_or(u32::MAX);
+        let id = *self.memo_ids.entry(name.to_string()).or_insert(next);
+        Node::Memo(id, Box::new(n))
     }
 
     /// Resolve a field expression; `None` after reporting when unusable. `Some(None)` is a

@@ -463,11 +463,25 @@ pub struct Ctx<'a> {
     args: OnceCell<String>,
     caps: OnceCell<String>,
     sock_name: OnceCell<Option<String>>,
+    /// Per-event results of macros (0 unknown, 1 false, 2 true), indexed by macro id: a macro
+    /// shared by many rules is evaluated once per event.
+    pub memo: std::cell::RefCell<Vec<u8>>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(ev: &'a Event) -> Self {
-        Ctx { ev, cmdline: OnceCell::new(), args: OnceCell::new(), caps: OnceCell::new(), sock_name: OnceCell::new() }
+        Ctx::with_memo(ev, 0)
+    }
+
+    pub fn with_memo(ev: &'a Event, macros: usize) -> Self {
+        Ctx {
+            ev,
+            cmdline: OnceCell::new(),
+            args: OnceCell::new(),
+            caps: OnceCell::new(),
+            sock_name: OnceCell::new(),
+            memo: std::cell::RefCell::new(vec![0; macros]),
+        }
     }
 
     fn args(&self) -> &str {
