@@ -51,9 +51,9 @@ pub enum Cmd {
     },
     /// Alerts added and removed on a recording when going from the OLD rules to the NEW ones.
     Diff {
-        #[arg(long, required = true, num_args = 1..)]
+        #[arg(long, required = true, value_delimiter = ',')]
         old: Vec<PathBuf>,
-        #[arg(long, required = true, num_args = 1..)]
+        #[arg(long, required = true, value_delimiter = ',')]
         new: Vec<PathBuf>,
         /// Recording (JSON Lines events).
         file: PathBuf,

@@ -99,6 +99,8 @@ impl Template {
             parts.push(Part::Field(written, field));
             i = end;
         }
+        // Folded YAML blocks (`output: >`) end with a newline; Falco trims it.
+        let lit = lit.trim_end().to_string();
         if !lit.is_empty() {
             parts.push(Part::Lit(lit));
         }
