@@ -151,3 +151,14 @@ fn output_escapes_untrusted_values_and_fills_output_fields() {
     assert_eq!(m.priority, Priority::Notice);
     assert_eq!(m.tags, ["t"]);
 }
+
+#[test]
+fn readme_documents_every_field() {
+    let readme = std::fs::read_to_string(rules_dir().join("README.md")).unwrap();
+    for f in monitor::rules::fields::FIELDS {
+        assert!(readme.contains(&format!("`{}`", f.name)), "rules/README.md lacks {}", f.name);
+    }
+    for (f, _) in monitor::rules::fields::UNSUPPORTED {
+        assert!(readme.contains(&format!("`{f}`")), "rules/README.md lacks unsupported {f}");
+    }
+}

@@ -7,4 +7,5 @@ pub mod events;
 pub mod record;
 pub mod replay;
 pub mod rules;
+pub mod rules_bench;
 pub mod run;

@@ -10,8 +10,8 @@ use crate::rules::{self, LoadOptions, Match, Priority};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Rule files or directories (*.yaml, sorted).
-    #[arg(long = "rules", required = true, num_args = 1..)]
+    /// Rule files or directories (*.yaml, sorted); repeat the flag or separate with commas.
+    #[arg(long = "rules", required = true, value_delimiter = ',')]
     pub rules: Vec<PathBuf>,
     /// Minimum priority of the rules loaded.
     #[arg(long, default_value = "debug")]

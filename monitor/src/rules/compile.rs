@@ -75,6 +75,8 @@ pub struct Compiler<'a> {
     pub macros: &'a HashMap<String, MacroDef>,
     pub lists: &'a HashMap<String, ListDef>,
     pub sink: &'a mut Sink,
+    /// Macro name -> memo id, shared by every rule of a set.
+    pub memo_ids: &'a mut HashMap<String, u32>,
     /// The rule being compiled, named in every diagnostic.
     pub item: String,
     pub errors: usize,
@@ -84,16 +86,33 @@ pub struct Compiler<'a> {
     pub unsupported_used: Vec<String>,
 }
 
-/// A resolved value ready for typing: text, whether it was quoted, and its position.
+/// Where a literal sits: an offset in the condition being compiled, or a list item's own
+/// position. Resolved to a file position only when a diagnostic needs it (mapping offsets back
+/// onto the YAML source is the costly part of compiling).
+enum At {
+    Offset(usize),
+    Pos(Pos),
+}
+
+/// A resolved value ready for typing: its text and where it came from.
 struct Lit {
     text: String,
-    pos: Pos,
+    at: At,
     len: usize,
 }
 
+impl Lit {
+    fn pos(&self, src: &CondSrc) -> Pos {
+        match &self.at {
+            At::Offset(o) => src.locate(*o),
+            At::Pos(p) => p.clone(),
+        }
+    }
+}
+
 impl<'a> Compiler<'a> {
-    pub fn new(macros: &'a HashMap<String, MacroDef>, lists: &'a HashMap<String, ListDef>, sink: &'a mut Sink, item: &str) -> Self {
-        Compiler { macros, lists, sink, item: item.to_string(), errors: 0, stack: Vec::new(), warned: HashSet::new(), unsupported_used: Vec::new() }
+    pub fn new(macros: &'a HashMap<String, MacroDef>, lists: &'a HashMap<String, ListDef>, sink: &'a mut Sink, memo_ids: &'a mut HashMap<String, u32>, item: &str) -> Self {
+        Compiler { macros, lists, sink, memo_ids, item: item.to_string(), errors: 0, stack: Vec::new(), warned: HashSet::new(), unsupported_used: Vec::new() }
     }
 
     fn error(&mut self, code: Code, pos: &Pos, len: usize, msg: String) {
@@ -118,15 +137,15 @@ impl<'a> Compiler<'a> {
     }
 
     fn macro_ref(&mut self, name: &str, span: Span, src: &CondSrc) -> Node {
-        let pos = src.locate(span.start);
+        let pos = || src.locate(span.start);
         let Some(m) = self.macros.get(name) else {
             let hint = if self.lists.contains_key(name) { " (it is a list: use it inside `in (...)`)" } else { "" };
-            self.error(Code::UndefinedMacro, &pos, span.len(), format!("`{name}` is not a defined macro{hint}"));
+            self.error(Code::UndefinedMacro, &pos(), span.len(), format!("`{name}` is not a defined macro{hint}"));
             return Node::Const(false);
         };
         if self.stack.iter().any(|s| s == name) {
             let chain = format!("{} -> {name}", self.stack.join(" -> "));
-            self.error(Code::MacroCycle, &pos, span.len(), format!("macro cycle: {chain}"));
+            self.error(Code::MacroCycle, &pos(), span.len(), format!("macro cycle: {chain}"));
             return Node::Const(false);
         }
         let Some(parsed) = &m.parsed else {
@@ -137,13 +156,15 @@ impl<'a> Compiler<'a> {
         self.stack.push(name.to_string());
         let n = self.expr(parsed, &m.cond);
         self.stack.pop();
-        n
+        let next = u32::try_from(self.memo_ids.len()).unwrap_or(u32::MAX);
+        let id = *self.memo_ids.entry(name.to_string()).or_insert(next);
+        Node::Memo(id, Box::new(n))
     }
 
     /// Resolve a field expression; `None` after reporting when unusable. `Some(None)` is a
     /// known-but-unsupported field (reported; comparisons on it are false).
     fn field(&mut self, f: &FieldExpr, src: &CondSrc) -> Option<Option<(FieldRef, Ty)>> {
-        let pos = src.locate(f.name_span.start);
+        let pos = || src.locate(f.name_span.start);
         let len = f.span.end.saturating_sub(f.name_span.start).max(1);
         let (spec, arg) = match fields::lookup(&f.name, f.arg.as_deref()) {
             Lookup::Found { spec, arg } => (spec, arg),
@@ -153,17 +174,17 @@ impl<'a> Compiler<'a> {
                     None => f.name.clone(),
                 };
                 if self.warned.insert(full.clone()) {
-                    self.warn(Code::UnsupportedField, &pos, len, format!("field `{full}` is not supported: {why}; every comparison on it is false"));
+                    self.warn(Code::UnsupportedField, &pos(), len, format!("field `{full}` is not supported: {why}; every comparison on it is false"));
                 }
                 self.unsupported_used.push(full);
                 return Some(None);
             }
             Lookup::Unknown => {
-                self.error(Code::UnknownField, &pos, f.name_span.len(), format!("unknown field `{}`", f.name));
+                self.error(Code::UnknownField, &pos(), f.name_span.len(), format!("unknown field `{}`", f.name));
                 return None;
             }
             Lookup::BadArg(msg) => {
-                self.error(Code::FieldArg, &pos, len, msg);
+                self.error(Code::FieldArg, &pos(), len, msg);
                 return None;
             }
         };
@@ -185,7 +206,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// Expand a list literal: bare items naming a list are replaced by its items (recursively).
-    fn expand(&mut self, items: &[Value], src: &CondSrc, out: &mut Vec<Lit>) {
+    fn expand(&mut self, items: &[Value], out: &mut Vec<Lit>) {
         for v in items {
             if !v.quoted
                 && let Some(l) = self.lists.get(&v.text)
@@ -194,7 +215,7 @@ impl<'a> Compiler<'a> {
                 self.expand_list(&v.text, l, &mut seen, out);
                 continue;
             }
-            out.push(Lit { text: v.text.clone(), pos: src.locate(v.span.start), len: v.span.len() });
+            out.push(Lit { text: v.text.clone(), at: At::Offset(v.span.start), len: v.span.len() });
         }
     }
 
@@ -210,16 +231,21 @@ impl<'a> Compiler<'a> {
                 self.expand_list(&text, inner, seen, out);
                 continue;
             }
-            out.push(Lit { text, pos: it.pos.clone(), len: it.text.chars().count() });
+            out.push(Lit { text, at: At::Pos(it.pos.clone()), len: it.text.chars().count() });
         }
     }
 
     fn check(&mut self, f: &FieldExpr, op: Op, op_span: Span, rhs: &Rhs, src: &CondSrc) -> Node {
         let Some(resolved) = self.field(f, src) else { return Node::Const(false) };
-        let Some((field, ty)) = resolved else { return Node::Const(false) };
-        let op_pos = src.locate(op_span.start);
+        let Some((mut field, ty)) = resolved else { return Node::Const(false) };
+        // `proc.args intersects (...)` means "any argument is one of": compare argv
+        // element-wise instead of the joined string.
+        if op == Op::Intersects && field.id == Id::ProcArgs && field.transformers.is_empty() {
+            field.arg = fields::FArg::Key("argv".to_string());
+        }
+        let field = field;
         let bad_op = |c: &mut Self| {
-            c.error(Code::BadOperator, &op_pos, op_span.len(), format!("operator `{}` does not apply to `{}` ({})", op.as_str(), f.name, ty_name(ty)));
+            c.error(Code::BadOperator, &src.locate(op_span.start), op_span.len(), format!("operator `{}` does not apply to `{}` ({})", op.as_str(), f.name, ty_name(ty)));
             Node::Const(false)
         };
         let mk = |test: Test, negate: bool| Node::Check(Box::new(Check { field: field.clone(), test, negate }));
@@ -239,8 +265,8 @@ impl<'a> Compiler<'a> {
         // Gather literal(s).
         let mut lits = Vec::new();
         match rhs {
-            Rhs::Value(v) => lits.push(Lit { text: v.text.clone(), pos: src.locate(v.span.start), len: v.span.len() }),
-            Rhs::List(items, _) => self.expand(items, src, &mut lits),
+            Rhs::Value(v) => lits.push(Lit { text: v.text.clone(), at: At::Offset(v.span.start), len: v.span.len() }),
+            Rhs::List(items, _) => self.expand(items, &mut lits),
             Rhs::None | Rhs::Field(_) => {}
         }
 
@@ -252,7 +278,7 @@ impl<'a> Compiler<'a> {
                     Some(k) => set.insert(k),
                     None => {
                         if self.warned.insert(format!("evt.type={}", l.text)) {
-                            self.warn(Code::UncapturedEventType, &l.pos, l.len, format!("event type `{}` is never captured by the monitor", l.text));
+                            self.warn(Code::UncapturedEventType, &l.pos(src), l.len, format!("event type `{}` is never captured by the monitor", l.text));
                         }
                     }
                 }
@@ -261,14 +287,14 @@ impl<'a> Compiler<'a> {
         }
 
         match ty {
-            Ty::Str => self.str_check(op, &lits, &mk, bad_op),
+            Ty::Str => self.str_check(op, &lits, src, &mk, bad_op),
             Ty::Int => {
                 let mut vals = Vec::new();
                 for l in &lits {
                     match parse_int(&l.text) {
                         Some(i) => vals.push(i),
                         None => {
-                            self.error(Code::BadLiteral, &l.pos, l.len, format!("`{}` is not an integer (field `{}` is numeric)", l.text, f.name));
+                            self.error(Code::BadLiteral, &l.pos(src), l.len, format!("`{}` is not an integer (field `{}` is numeric)", l.text, f.name));
                             return Node::Const(false);
                         }
                     }
@@ -292,7 +318,7 @@ impl<'a> Compiler<'a> {
                         "true" => vals.push(true),
                         "false" => vals.push(false),
                         _ => {
-                            self.error(Code::BadLiteral, &l.pos, l.len, format!("`{}` is not `true` or `false` (field `{}` is boolean)", l.text, f.name));
+                            self.error(Code::BadLiteral, &l.pos(src), l.len, format!("`{}` is not `true` or `false` (field `{}` is boolean)", l.text, f.name));
                             return Node::Const(false);
                         }
                     }
@@ -313,7 +339,7 @@ impl<'a> Compiler<'a> {
                     match Cidr::parse(&l.text) {
                         Some(c) => nets.push(c),
                         None => {
-                            self.error(Code::BadLiteral, &l.pos, l.len, format!("`{}` is not an IP address or CIDR network (field `{}`)", l.text, f.name));
+                            self.error(Code::BadLiteral, &l.pos(src), l.len, format!("`{}` is not an IP address or CIDR network (field `{}`)", l.text, f.name));
                             return Node::Const(false);
                         }
                     }
@@ -327,7 +353,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn str_check(&mut self, op: Op, lits: &[Lit], mk: &dyn Fn(Test, bool) -> Node, bad_op: impl Fn(&mut Self) -> Node) -> Node {
+    fn str_check(&mut self, op: Op, lits: &[Lit], src: &CondSrc, mk: &dyn Fn(Test, bool) -> Node, bad_op: impl Fn(&mut Self) -> Node) -> Node {
         let first = lits.first().map(|l| l.text.as_str()).unwrap_or("");
         match op {
             Op::Eq => mk(Test::SEq(first.into()), false),
@@ -348,7 +374,7 @@ impl<'a> Compiler<'a> {
                 Some(b) => mk(Test::BStarts(b), false),
                 None => {
                     let l = &lits[0];
-                    self.error(Code::BadLiteral, &l.pos, l.len, format!("`{}` is not a hex byte string", l.text));
+                    self.error(Code::BadLiteral, &l.pos(src), l.len, format!("`{}` is not a hex byte string", l.text));
                     Node::Const(false)
                 }
             },
@@ -359,7 +385,7 @@ impl<'a> Compiler<'a> {
                     Ok(g) => mk(Test::SIGlob(Box::new(g)), false),
                     Err(e) => {
                         let l = &lits[0];
-                        self.error(Code::BadPattern, &l.pos, l.len, e);
+                        self.error(Code::BadPattern, &l.pos(src), l.len, e);
                         Node::Const(false)
                     }
                 }
@@ -369,7 +395,7 @@ impl<'a> Compiler<'a> {
                 Ok(r) => mk(Test::Regex(Box::new(r)), false),
                 Err(e) => {
                     let l = &lits[0];
-                    self.error(Code::BadPattern, &l.pos, l.len, format!("invalid regular expression: {e}"));
+                    self.error(Code::BadPattern, &l.pos(src), l.len, format!("invalid regular expression: {e}"));
                     Node::Const(false)
                 }
             },

@@ -177,21 +177,20 @@ impl fmt::Display for Diagnostic {
 #[derive(Default)]
 pub struct Sink {
     pub diags: Vec<Diagnostic>,
-    files: Vec<(Arc<str>, Arc<str>)>,
+    /// (name, text, byte offset of every line start).
+    files: Vec<(Arc<str>, Arc<str>, Vec<usize>)>,
 }
 
 impl Sink {
     pub fn add_file(&mut self, name: Arc<str>, text: Arc<str>) {
-        self.files.push((name, text));
+        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        self.files.push((name, text, starts));
     }
 
     fn line_of(&self, pos: &Pos) -> String {
-        self.files
-            .iter()
-            .find(|(n, _)| **n == *pos.file)
-            .and_then(|(_, t)| t.lines().nth(pos.line.saturating_sub(1)))
-            .unwrap_or("")
-            .to_string()
+        let Some((_, text, starts)) = self.files.iter().find(|(n, _, _)| **n == *pos.file) else { return String::new() };
+        let Some(&start) = starts.get(pos.line.saturating_sub(1)) else { return String::new() };
+        text[start..].lines().next().unwrap_or("").to_string()
     }
 
     pub fn push(&mut self, code: Code, severity: Severity, pos: &Pos, len: usize, item: Option<&str>, message: String) {

@@ -462,11 +462,26 @@ pub struct Ctx<'a> {
     cmdline: OnceCell<String>,
     args: OnceCell<String>,
     caps: OnceCell<String>,
+    sock_name: OnceCell<Option<String>>,
+    /// Per-event results of macros (0 unknown, 1 false, 2 true), indexed by macro id: a macro
+    /// shared by many rules is evaluated once per event.
+    pub memo: std::cell::RefCell<Vec<u8>>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(ev: &'a Event) -> Self {
-        Ctx { ev, cmdline: OnceCell::new(), args: OnceCell::new(), caps: OnceCell::new() }
+        Ctx::with_memo(ev, 0)
+    }
+
+    pub fn with_memo(ev: &'a Event, macros: usize) -> Self {
+        Ctx {
+            ev,
+            cmdline: OnceCell::new(),
+            args: OnceCell::new(),
+            caps: OnceCell::new(),
+            sock_name: OnceCell::new(),
+            memo: std::cell::RefCell::new(vec![0; macros]),
+        }
     }
 
     fn args(&self) -> &str {
@@ -585,10 +600,10 @@ fn transform<'a>(mut v: V<'a>, ts: &[Transformer]) -> V<'a> {
                     Some(d) => V::S(Cow::Owned(d)),
                     None => V::Absent,
                 },
-                Transformer::Basename => {
-                    let b = s.rsplit('/').next().unwrap_or("").to_string();
-                    V::S(Cow::Owned(b))
-                }
+                Transformer::Basename => V::S(match s {
+                    Cow::Borrowed(b) => Cow::Borrowed(b.rsplit('/').next().unwrap_or("")),
+                    Cow::Owned(o) => Cow::Owned(o.rsplit('/').next().unwrap_or("").to_string()),
+                }),
                 Transformer::Len => V::I(i64::try_from(s.chars().count()).unwrap_or(i64::MAX)),
             },
             other => other,
@@ -699,7 +714,10 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
             let a = cx.args();
             if a.is_empty() { p.comm.clone() } else { format!("{} {a}", p.comm) }
         }))),
-        Id::ProcArgs => V::S(Cow::Borrowed(cx.args())),
+        Id::ProcArgs => match f.arg {
+            FArg::Key(_) => V::Many(p.args.iter().map(|a| V::S(Cow::Borrowed(a.as_str()))).collect()),
+            _ => V::S(Cow::Borrowed(cx.args())),
+        },
         Id::ProcPid => V::I(i64::from(p.pid)),
         Id::ProcPpid => V::I(i64::from(p.ppid)),
         Id::ProcTid => V::I(i64::from(p.tid)),
@@ -768,9 +786,9 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
                 V::S(Cow::Borrowed(s))
             }
         }),
-        Id::FdName => fd_name(ev),
+        Id::FdName => fd_name(cx),
         Id::FdNameRaw => fd.map_or(V::Absent, |f| opt_s(&f.raw_path)),
-        Id::FdDirectory => match fd_name(ev) {
+        Id::FdDirectory => match fd_name(cx) {
             V::S(s) if s.starts_with('/') => {
                 let dir = match s.rfind('/') {
                     Some(0) => "/".to_string(),
@@ -781,7 +799,7 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
             }
             _ => V::Absent,
         },
-        Id::FdFilename => match fd_name(ev) {
+        Id::FdFilename => match fd_name(cx) {
             V::S(s) if s.starts_with('/') => V::S(Cow::Owned(s.rsplit('/').next().unwrap_or("").to_string())),
             _ => V::Absent,
         },
@@ -855,21 +873,24 @@ fn arg_fallback<'a>(ev: &'a Event, key: &str) -> V<'a> {
     }
 }
 
-fn fd_name(ev: &Event) -> V<'_> {
-    let Some(fd) = ev.fd.as_ref() else { return V::Absent };
+fn fd_name<'a>(cx: &'a Ctx<'a>) -> V<'a> {
+    let Some(fd) = cx.ev.fd.as_ref() else { return V::Absent };
     if let Some(p) = &fd.path {
         return V::S(Cow::Borrowed(p));
     }
-    let Some(n) = &fd.net else { return V::Absent };
-    if let Some(u) = &n.unix_path {
-        return V::S(Cow::Borrowed(u));
-    }
-    let ep = |ip: &Option<String>, port: Option<u16>| {
-        let ip = ip.as_deref().unwrap_or("0.0.0.0");
-        let port = port.unwrap_or(0);
-        if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
-    };
-    V::S(Cow::Owned(format!("{}->{}", ep(&n.client_ip, n.client_port), ep(&n.server_ip, n.server_port))))
+    let name = cx.sock_name.get_or_init(|| {
+        let n = fd.net.as_ref()?;
+        if let Some(u) = &n.unix_path {
+            return Some(u.clone());
+        }
+        let ep = |ip: &Option<String>, port: Option<u16>| {
+            let ip = ip.as_deref().unwrap_or("0.0.0.0");
+            let port = port.unwrap_or(0);
+            if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
+        };
+        Some(format!("{}->{}", ep(&n.client_ip, n.client_port), ep(&n.server_ip, n.server_port)))
+    });
+    name.as_deref().map_or(V::Absent, |s| V::S(Cow::Borrowed(s)))
 }
 
 pub fn render_arg(a: &Arg) -> String {

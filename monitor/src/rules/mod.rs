@@ -26,7 +26,7 @@ pub mod program;
 pub mod time;
 pub mod yaml;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
@@ -86,11 +86,13 @@ pub struct RuleSet {
     by_kind: Vec<Vec<u32>>,
     hash: String,
     any_count: usize,
+    /// Number of memoised macros (size of the per-event memo).
+    memo_count: usize,
 }
 
 impl RuleSet {
     pub fn empty() -> RuleSet {
-        RuleSet { rules: Vec::new(), by_kind: vec![Vec::new(); 512], hash: fnv_hex(b""), any_count: 0 }
+        RuleSet { rules: Vec::new(), by_kind: vec![Vec::new(); 512], hash: fnv_hex(b""), any_count: 0, memo_count: 0 }
     }
 
     pub fn evaluate(&self, ev: &Event) -> Vec<Match> {
@@ -99,7 +101,7 @@ impl RuleSet {
         if idx.is_empty() {
             return Vec::new();
         }
-        let cx = Ctx::new(ev);
+        let cx = Ctx::with_memo(ev, self.memo_count);
         let mut out = Vec::new();
         for &i in idx {
             let r = &self.rules[i as usize];
@@ -309,6 +311,7 @@ fn build(mut defs: Defs, opts: &LoadOptions, sink: &mut Sink, hash: String) -> R
 
     let mut rules = Vec::new();
     let mut kinds_of = Vec::new();
+    let mut memo_ids = HashMap::new();
     for r in &defs.rules {
         if !selected(r, opts) {
             continue;
@@ -318,7 +321,7 @@ fn build(mut defs: Defs, opts: &LoadOptions, sink: &mut Sink, hash: String) -> R
             continue;
         }
         let Some(cond) = &r.cond else { continue };
-        let compiled = compile_rule(r, cond, &defs, sink);
+        let compiled = compile_rule(r, cond, &defs, sink, &mut memo_ids);
         let Some((program, output)) = compiled else { continue };
         let kinds = program.kinds();
         if matches!(program, Node::Const(false)) || kinds.as_ref().is_some_and(KindSet::is_empty) {
@@ -346,11 +349,11 @@ fn build(mut defs: Defs, opts: &LoadOptions, sink: &mut Sink, hash: String) -> R
             }
         }
     }
-    RuleSet { rules, by_kind, hash, any_count }
+    RuleSet { rules, by_kind, hash, any_count, memo_count: memo_ids.len() }
 }
 
 /// Compile one rule: condition, exceptions, output. `None` when it has errors (reported).
-fn compile_rule(r: &RuleDef, cond: &CondSrc, defs: &Defs, sink: &mut Sink) -> Option<(Node, Template)> {
+fn compile_rule(r: &RuleDef, cond: &CondSrc, defs: &Defs, sink: &mut Sink, memo_ids: &mut HashMap<String, u32>) -> Option<(Node, Template)> {
     let first_diag = sink.diags.len();
     let expr = match parser::parse(&cond.text) {
         Ok(e) => e,
@@ -360,7 +363,7 @@ fn compile_rule(r: &RuleDef, cond: &CondSrc, defs: &Defs, sink: &mut Sink) -> Op
             return None;
         }
     };
-    let mut c = Compiler::new(&defs.macros, &defs.lists, sink, &r.name);
+    let mut c = Compiler::new(&defs.macros, &defs.lists, sink, memo_ids, &r.name);
     let mut node = c.expr(&expr, cond);
     let mut ex_nodes = Vec::new();
     for ex in &r.exceptions {

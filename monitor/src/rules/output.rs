@@ -79,26 +79,28 @@ impl Template {
             }
             let written: String = cs[start + 1..end].iter().collect::<String>();
             let written = written.trim_start_matches('(').trim_end_matches(')').to_string();
-            let pos = src.locate(start);
+            let pos = || src.locate(start);
             let len = end - start;
             let field = match fields::lookup(&name, arg.as_deref()) {
                 Lookup::Found { spec, arg } => Some(FieldRef { id: spec.id, arg, transformers: Vec::new() }),
                 Lookup::Unsupported(why) => {
-                    sink.push(Code::Output, Severity::Info, &pos, len, Some(item), format!("output field `{written}` is not supported ({why}); it renders as <NA>"));
+                    sink.push(Code::Output, Severity::Info, &pos(), len, Some(item), format!("output field `{written}` is not supported ({why}); it renders as <NA>"));
                     None
                 }
                 Lookup::Unknown => {
-                    sink.push(Code::Output, Severity::Warning, &pos, len, Some(item), format!("unknown output field `{written}`; it renders as <NA>"));
+                    sink.push(Code::Output, Severity::Warning, &pos(), len, Some(item), format!("unknown output field `{written}`; it renders as <NA>"));
                     None
                 }
                 Lookup::BadArg(m) => {
-                    sink.push(Code::Output, Severity::Warning, &pos, len, Some(item), m);
+                    sink.push(Code::Output, Severity::Warning, &pos(), len, Some(item), m);
                     None
                 }
             };
             parts.push(Part::Field(written, field));
             i = end;
         }
+        // Folded YAML blocks (`output: >`) end with a newline; Falco trims it.
+        let lit = lit.trim_end().to_string();
         if !lit.is_empty() {
             parts.push(Part::Lit(lit));
         }

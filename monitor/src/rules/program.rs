@@ -268,7 +268,7 @@ impl Test {
             (Test::SEq(x), V::S(s)) => **x == **s,
             (Test::SSet(x), V::S(s)) => x.contains(&**s),
             (Test::SContains(x), V::S(s)) => s.contains(&**x),
-            (Test::SIContains(x), V::S(s)) => s.to_ascii_lowercase().contains(&**x),
+            (Test::SIContains(x), V::S(s)) => x.is_empty() || s.as_bytes().windows(x.len()).any(|w| w.eq_ignore_ascii_case(x.as_bytes())),
             (Test::SStarts(x), V::S(s)) => s.starts_with(&**x),
             (Test::SEnds(x), V::S(s)) => s.ends_with(&**x),
             (Test::BContains(x), V::S(s)) => !x.is_empty() && s.as_bytes().windows(x.len()).any(|w| w == &x[..]),
@@ -351,6 +351,8 @@ pub enum Node {
     Or(Vec<Node>),
     Not(Box<Node>),
     Check(Box<Check>),
+    /// A macro's expansion, memoised per event under the macro's id.
+    Memo(u32, Box<Node>),
 }
 
 impl Node {
@@ -361,6 +363,18 @@ impl Node {
             Node::Or(v) => v.iter().any(|n| n.eval(cx)),
             Node::Not(n) => !n.eval(cx),
             Node::Check(c) => c.eval(cx),
+            Node::Memo(id, n) => {
+                let i = *id as usize;
+                let known = cx.memo.borrow().get(i).copied().unwrap_or(0);
+                if known != 0 {
+                    return known == 2;
+                }
+                let r = n.eval(cx);
+                if let Some(slot) = cx.memo.borrow_mut().get_mut(i) {
+                    *slot = if r { 2 } else { 1 };
+                }
+                r
+            }
         }
     }
 
@@ -368,7 +382,7 @@ impl Node {
         match self {
             Node::Const(_) => 0,
             Node::And(v) | Node::Or(v) => v.iter().map(Node::cost).sum::<u32>() + 1,
-            Node::Not(n) => n.cost(),
+            Node::Not(n) | Node::Memo(_, n) => n.cost(),
             Node::Check(c) => c.test.cost() + u32::from(super::fields::spec_of(c.field.id).cost),
         }
     }
@@ -378,6 +392,7 @@ impl Node {
         match self {
             Node::Const(true) => None,
             Node::Const(false) => Some(KindSet::default()),
+            Node::Memo(_, n) => n.kinds(),
             Node::Check(c) => match (&c.test, c.field.id) {
                 (Test::Kinds(s), Id::EvtType) => Some(if c.negate { s.complement() } else { (**s).clone() }),
                 _ => None,
@@ -404,6 +419,12 @@ impl Node {
     /// automata, and ordering of operands cheapest first (evaluation short-circuits).
     pub fn optimize(self) -> Node {
         match self {
+            Node::Memo(id, n) => match n.optimize() {
+                Node::Const(b) => Node::Const(b),
+                // A single check is as cheap as the memo lookup, and stays mergeable.
+                c @ Node::Check(_) => c,
+                other => Node::Memo(id, Box::new(other)),
+            },
             Node::Not(n) => match n.optimize() {
                 Node::Const(b) => Node::Const(!b),
                 Node::Not(inner) => *inner,

@@ -79,12 +79,11 @@ impl Node {
         let Kind::Scalar(value, style) = &self.kind else { return self.pos.clone() };
         let quoted = matches!(style, TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted);
         let block = matches!(style, TScalarStyle::Literal | TScalarStyle::Folded);
-        let lines: Vec<&str> = src.lines().collect();
         // (char offset in value, line, col) anchors.
         let mut anchors: Vec<(usize, usize, usize)> = Vec::new();
         let mut cursor = 0usize; // byte offset in value
         let first = self.pos.line.saturating_sub(1);
-        for (i, line) in lines.iter().enumerate().skip(first) {
+        for (i, line) in src.lines().enumerate().skip(first) {
             if cursor >= value.len() {
                 break;
             }
