@@ -6,4 +6,5 @@
 
 pub mod capture;
 pub mod containers;
+pub mod deploy;
 pub mod harness;
