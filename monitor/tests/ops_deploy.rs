@@ -129,7 +129,7 @@ fn daemonset_security_posture() {
         .iter()
         .filter_map(|v| v["hostPath"]["path"].as_str())
         .collect();
-    for p in ["/sys/kernel/btf", "/sys/fs/cgroup", "/run/containerd"] {
+    for p in ["/sys/kernel/tracing", "/sys/fs/cgroup", "/run/containerd"] {
         assert!(host_paths.contains(&p), "{p} not mounted");
     }
     // hostPID gives the container the host's processes in its own /proc.

@@ -4,8 +4,9 @@
 //! privileges, seccomp/AppArmor, env, args, memory limit, grace period), becomes ready, turns a
 //! host process and a container reading /etc/shadow into Falco-format alerts that are counted
 //! in /metrics, and stops cleanly on SIGTERM. Then each added capability is removed in turn and
-//! the specific failure that proves it is needed is asserted; a capability without such a proof
-//! fails the test, so the manifest cannot grow privileges silently.
+//! the specific failure that proves it is needed is asserted, and the same for each host
+//! mount; a capability or mount without such a proof fails the test, so the manifest cannot
+//! grow privileges silently.
 //!
 //! Run with `cargo test -p monitor-tests --test deploy -- --test-threads=1` (about a minute).
 
@@ -14,7 +15,8 @@ use std::time::Duration;
 use anyhow::Result;
 use monitor_tests::containers::have;
 use monitor_tests::deploy::{
-    Images, MonitorContainer, PendingShadowRead, Posture, Seccomp, container_reads_shadow, metric_value, proc_security,
+    Images, MonitorContainer, PendingShadowRead, Posture, Seccomp, Source, container_reads_shadow, metric_value,
+    proc_security,
 };
 use monitor_tests::harness::{skip_unless_root, workspace_root};
 
@@ -207,6 +209,39 @@ fn daemonset_posture_runs_alerts_and_stops_under_podman() -> Result<()> {
                  remove it from deploy/kubernetes/daemonset.yaml"
             ),
         }
+    }
+
+    // --- Each host mount is needed, or is runtime state this machine cannot exercise.
+    for m in &posture.mounts {
+        let Source::HostPath { path, .. } = &m.source else {
+            continue;
+        };
+        let evidence = match path.to_str().unwrap_or("") {
+            // The syscall tracepoints' ids and record layouts; mounting tracefs needs SYS_ADMIN.
+            "/sys/kernel/tracing" => "mounting tracefs on /sys/kernel/tracing: Operation not permitted",
+            // The host's cgroup2 tree: the container's own cgroup view has none on hybrid hosts
+            // (and only its own subtree on cgroup2-only hosts).
+            "/sys/fs/cgroup" => "no cgroup2 mount",
+            // containerd's and CRI-O's bundles (Kubernetes names): no such pod runs here.
+            "/run/containerd" | "/run/containers" => {
+                eprintln!(
+                    "hostPath {}: runtime state, not exercised by podman here",
+                    path.display()
+                );
+                continue;
+            }
+            other => panic!(
+                "no evidence that the hostPath {other} is needed: add the failure it prevents to \
+                 this test, or remove it from deploy/kubernetes/daemonset.yaml"
+            ),
+        };
+        eprintln!("without the {} mount ...", path.display());
+        let mut less = posture.clone();
+        less.mounts.retain(|x| x.volume != m.volume);
+        let (c, ready, _pending) = start(&less, &images, &cm)?;
+        assert!(!ready, "ready without the {} mount", path.display());
+        assert!(c.logs()?.1.contains(evidence), "{}", dump(&c));
+        assert_ne!(c.exit_code()?, 0);
     }
 
     // --- The seccomp choice: the runtime's default profile (containers-common, as podman and
