@@ -117,11 +117,9 @@ fn daemonset_security_posture() {
         .unwrap();
     assert_eq!(node_name["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
     assert!(c["resources"]["requests"]["memory"].is_string() && c["resources"]["limits"]["memory"].is_string());
-    // Host paths are mounted read-only (the only writable mount is the in-memory /tmp).
+    // Every mount is read-only: the monitor writes no files.
     for m in c["volumeMounts"].as_sequence().unwrap() {
-        if m["name"] != "tmp" {
-            assert_eq!(m["readOnly"], true, "{:?} is writable", m["name"]);
-        }
+        assert_eq!(m["readOnly"], true, "{:?} is writable", m["name"]);
     }
     let host_paths: Vec<&str> = spec["volumes"]
         .as_sequence()
