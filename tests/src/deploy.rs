@@ -808,6 +808,105 @@ pub fn container_reads_shadow(image: &str) -> Result<String> {
     Ok(id)
 }
 
+/// The capabilities `ctr run` grants by default (containerd's `oci.WithDefaultSpec`); `ctr`
+/// 1.6 has no `--cap-drop ALL`, so they are dropped one by one.
+const CTR_DEFAULT_CAPS: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+/// `ctr run -d` the monitor image in a private containerd with the posture's capabilities,
+/// host pid namespace and host mounts, under containerd's own default seccomp profile
+/// (`--seccomp`, the profile its CRI plugin applies for `RuntimeDefault`). Stdout and stderr go
+/// to the returned log file. The image is imported from podman.
+pub fn ctr_run_monitor(
+    d: &crate::containers::Containerd,
+    namespace: &str,
+    posture: &Posture,
+    image: &str,
+    configmap_yaml: &str,
+    node_name: &str,
+) -> Result<(String, PathBuf)> {
+    let archive = d.dir.0.join("monitor-image.tar");
+    run(podman()
+        .args(["save", "--format", "oci-archive", "-o"])
+        .arg(&archive)
+        .arg(image))?;
+    let base = image.rsplit_once(':').map_or(image, |(b, _)| b);
+    d.ctr(&[
+        "-n",
+        namespace,
+        "images",
+        "import",
+        "--base-name",
+        base,
+        &archive.to_string_lossy(),
+    ])?;
+    write_configmap_files(posture, configmap_yaml, &d.dir.0)?;
+    let id = format!("monitor-deploy-{}", &random_id()[..12]);
+    let log = d.dir.0.join(format!("{id}.log"));
+    let mut a: Vec<String> = vec![
+        "-n".into(),
+        namespace.into(),
+        "run".into(),
+        "-d".into(),
+        "--seccomp".into(),
+    ];
+    a.push(format!("--log-uri=file://{}", log.display()));
+    for c in CTR_DEFAULT_CAPS {
+        if !posture.capabilities.iter().any(|p| p == c) {
+            a.push(format!("--cap-drop=CAP_{c}"));
+        }
+    }
+    for c in &posture.capabilities {
+        a.push(format!("--cap-add=CAP_{c}"));
+    }
+    if posture.host_pid {
+        // Our own pid namespace is the host's (/proc/1/ns may be unreadable in a VM).
+        a.push(format!("--with-ns=pid:/proc/{}/ns/pid", std::process::id()));
+    }
+    for m in &posture.mounts {
+        let ro = if m.read_only { "rbind:ro" } else { "rbind:rw" };
+        let src = match &m.source {
+            Source::HostPath { path, .. } => path.clone(),
+            Source::ConfigMap { name, key } => d.dir.0.join(format!("{name}-{key}")),
+            Source::MemoryTmpfs { .. } => bail!("tmpfs mounts are not translated for ctr"),
+        };
+        a.push(format!(
+            "--mount=type=bind,src={},dst={},options={ro}",
+            src.display(),
+            m.target.display()
+        ));
+    }
+    for (k, v) in &posture.env {
+        let v = match v {
+            EnvValue::Literal(s) => s.as_str(),
+            EnvValue::NodeName => node_name,
+        };
+        a.push(format!("--env={k}={v}"));
+    }
+    a.push(image.into());
+    a.push(id.clone());
+    // ctr needs the command: the image's entrypoint plus the manifest's args.
+    a.push("/usr/bin/monitor".into());
+    a.extend(posture.args.iter().cloned());
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    d.ctr(&refs).context("ctr run")?;
+    Ok((id, log))
+}
+
 /// The value of `metric` with exactly these labels in a Prometheus text exposition.
 pub fn metric_value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
     for line in text.lines() {
