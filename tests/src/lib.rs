@@ -6,5 +6,6 @@
 
 pub mod capture;
 pub mod containers;
+pub mod deploy;
 pub mod harness;
 pub mod prom;
