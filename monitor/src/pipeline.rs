@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::alert::{self, Alert, Dispatcher};
 use crate::bpf::{Capture, CaptureOptions};
@@ -253,6 +253,15 @@ pub async fn run_daemon(cfg: Config) -> Result<()> {
         metrics::set_hook_attached(hook, false);
         warn!(hook = %hook, reason = %why, "A hook could not attach; its events are not seen on this kernel.");
     }
+    // A monitor that sees nothing must not report ready: with no program attached (typically
+    // CAP_PERFMON or CAP_BPF missing) stop with the reasons instead.
+    if coverage.attached.is_empty() {
+        let first = coverage.failed.iter().next().map(|(h, why)| format!("{h}: {why}")).unwrap_or_default();
+        anyhow::bail!(
+            "no eBPF program could attach ({} failed; first: {first}); the monitor needs CAP_BPF and CAP_PERFMON",
+            coverage.failed.len()
+        );
+    }
     readiness.set_programs_attached(true);
     info!(attached = coverage.attached.len(), failed = coverage.failed.len(), "Monitor ready.");
 
@@ -285,14 +294,17 @@ pub async fn run_daemon(cfg: Config) -> Result<()> {
 
     // Detach first so nothing new arrives, then let what is queued reach the rules and sinks.
     readiness.set_programs_attached(false);
+    let t = Instant::now();
     stream.capture.shutdown();
+    debug!(elapsed_ms = t.elapsed().as_millis() as u64, "Programs detached.");
     let drain_until = tokio::time::Instant::now() + SHUTDOWN_FLUSH;
     while let Ok(Some(ev)) = tokio::time::timeout_at(drain_until, stream.events.recv()).await {
         evaluate(&live.set.load(), &ev, &mut dispatcher, &hostname);
     }
+    debug!(elapsed_ms = t.elapsed().as_millis() as u64, "Queued events evaluated.");
     dispatcher.shutdown(SHUTDOWN_FLUSH).await;
-    let _ = stop_http.send(true);
+        let _ = stop_http.send(true);
     let _ = http.await;
-    info!("Stopped cleanly.");
+    info!(elapsed_ms = t.elapsed().as_millis() as u64, "Stopped cleanly.");
     Ok(())
 }
