@@ -591,6 +591,11 @@ impl Config {
                 .into_iter()
                 .filter(|s| !matches!(s, SinkConfig::Stdout))
                 .collect();
+            // An empty list means "the default stdout sink": without another sink, every
+            // alert would silently go nowhere or back to stdout. Neither is what was asked.
+            if self.sinks.is_empty() {
+                return Err(invalid("sinks", "--no-stdout leaves no alert sink; add one (e.g. --output-file)"));
+            }
         }
         if *no_rate_limit {
             self.rate_limit.enabled = false;
@@ -841,6 +846,12 @@ memory: { budget_bytes: 256MiB }
             no_redaction: true,
             ..Default::default()
         };
+        let mut alone = c.clone();
+        let err = alone
+            .apply_overrides(&RunOverrides { no_stdout: true, ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "invalid config: key `sinks`: --no-stdout leaves no alert sink; add one (e.g. --output-file)");
         c.apply_overrides(&o).unwrap();
         assert_eq!(c.rules.paths, vec![PathBuf::from("/c")]);
         assert_eq!(c.rules.min_priority, Priority::Error);
