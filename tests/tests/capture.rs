@@ -189,6 +189,30 @@ fn capture_end_to_end() {
         eprintln!("SKIPPED: chroot scenario (no /bin/busybox to copy)");
     }
 
+    // Under a pseudo-terminal (script(1)): tty is the pts device, stdio are ttys.
+    let st = cg
+        .command("script")
+        .args(["-qc", "/bin/echo capture-tty", "/dev/null"])
+        .stdout(Stdio::null())
+        .status();
+    if st.is_ok_and(|s| s.success()) {
+        let ev = m.wait_for(WAIT, |v| {
+            str_at(v, "type") == Some("execve")
+                && v["process"]["args"] == serde_json::json!(["capture-tty"])
+        });
+        c.check(
+            "exec on a pty: tty and stdio",
+            ev.as_ref().is_some_and(|e| {
+                // new_encode_dev: major 136-143 (pts) in bits 8..20.
+                int_at(e, "process.tty").is_some_and(|t| (136..=143).contains(&((t >> 8) & 0xfff)))
+                    && e["process"]["stdio"] == serde_json::json!(["tty", "tty", "tty"])
+            }),
+            || show(&ev),
+        );
+    } else {
+        eprintln!("SKIPPED: pty scenario (script(1) unavailable)");
+    }
+
     // exec through a symlink: the kernel's exe path is the target, filename is what was run.
     let link = real.join("true-link");
     let st = cg.command(link.to_str().unwrap()).status().unwrap();
