@@ -561,6 +561,17 @@ fn capture_end_to_end() {
         }),
         || show(&ev),
     );
+    let capeff = info["capeff"].as_i64().unwrap();
+    let ev = m.wait_for(WAIT, |v| any(v, &["capset"]));
+    c.check(
+        "capset requested sets",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "ret") == Some(info["capset"].as_i64().unwrap())
+                && int_at(e, "args.cap_effective") == Some(capeff)
+                && int_at(e, "process.cap_effective") == Some(capeff)
+        }),
+        || show(&ev),
+    );
     let ev = m.wait_for(WAIT, |v| any(v, &["bpf"]));
     c.check(
         "bpf cmd",
