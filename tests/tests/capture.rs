@@ -213,6 +213,32 @@ fn capture_end_to_end() {
         eprintln!("SKIPPED: pty scenario (script(1) unavailable)");
     }
 
+    // fexecve(memfd): glibc's execveat(fd, "", AT_EMPTY_PATH) is reported as execveat.
+    let st = cg
+        .command("python3")
+        .args([
+            "-c",
+            "import os; fd=os.memfd_create('capfexec', 0); os.write(fd, open('/usr/bin/true','rb').read()); os.execve(fd, ['fexectrue'], {})",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "process.exe") == Some("fexectrue")
+            && str_at(v, "ret").is_none()
+            && int_at(v, "ret") == Some(0)
+            && str_at(v, "type").is_some_and(|t| t.starts_with("execve"))
+    });
+    c.check(
+        "fexecve is execveat from a memfd",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "type") == Some("execveat")
+                && e["process"]["is_exe_from_memfd"] == Value::Bool(true)
+                && str_at(e, "process.exepath").is_some_and(|p| p.starts_with("/memfd:capfexec"))
+        }),
+        || show(&ev),
+    );
+
     // exec through a symlink: the kernel's exe path is the target, filename is what was run.
     let link = real.join("true-link");
     let st = cg.command(link.to_str().unwrap()).status().unwrap();
