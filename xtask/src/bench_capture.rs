@@ -75,7 +75,13 @@ fn open_storm(n: u64) -> anyhow::Result<Duration> {
 }
 
 fn connect_storm(n: u64) -> anyhow::Result<Duration> {
+    use std::os::fd::AsRawFd;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    // std listens with a backlog of 128: when the acceptor thread falls behind, SYNs are dropped
+    // and retried after a second, which measures the retransmit timer instead of connect.
+    // listen() again on a listening socket only raises the backlog.
+    // SAFETY: a valid listening socket fd.
+    unsafe { libc::listen(listener.as_raw_fd(), 4096) };
     let addr = listener.local_addr()?;
     let acceptor = std::thread::spawn(move || {
         for _ in 0..n {
