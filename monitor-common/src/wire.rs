@@ -154,6 +154,7 @@ pub mod slot {
 /// - procexit: aux[0] task exit_code (status as wait(2) reports it).
 /// - openat2: aux[0] open_how.flags, aux[1] open_how.mode, aux[2] open_how.resolve.
 /// - dup family: aux[0] FdKind of oldfd.
+/// - capset: aux[0..3] requested effective, permitted, inheritable sets.
 /// - io_uring_submit: aux[0] opcode, aux[1] request flags; S1 the opcode's name.
 pub mod aux {}
 

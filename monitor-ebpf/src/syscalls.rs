@@ -183,6 +183,16 @@ fn exit(ctx: &TracePointContext, kind: EventType) {
             }
         }
         Fchmod | Fchown | Ftruncate | Setns => fd_object(&mut w, t, args[0] as i32 as i64),
+        Capset => {
+            // struct __user_cap_data_struct[2] { effective, permitted, inheritable } (v2/v3).
+            let d: [u32; 6] =
+                unsafe { bpf_probe_read_user(args[1] as *const [u32; 6]) }.unwrap_or([0; 6]);
+            unsafe {
+                (*w.payload()).aux[0] = d[0] as u64 | (d[3] as u64) << 32;
+                (*w.payload()).aux[1] = d[1] as u64 | (d[4] as u64) << 32;
+                (*w.payload()).aux[2] = d[2] as u64 | (d[5] as u64) << 32;
+            }
+        }
         Dup | Dup2 | Dup3 => {
             if ret >= 0 {
                 fd_object(&mut w, t, ret);

@@ -28,7 +28,7 @@
 //!   for the server side (source=user), unix_path for AF_UNIX; socket domain/type/proto.
 //! - setuid family: uid/gid args by Falco names; ptrace: request (text), pid; mount: source,
 //!   fstype, flags, fd.path = target; unshare: flags (text); memfd_create: name, flags;
-//!   bpf: cmd (text); capset: header only.
+//!   bpf: cmd (text); capset: cap_effective/permitted/inheritable as requested (user data).
 //! - io_uring_submit: args.opcode, op (name), flags: one per submitted request, any opcode.
 
 use std::collections::BTreeMap;
@@ -475,7 +475,12 @@ impl Decoder {
                     },
                 );
             }
-            Capset | InitModule | FinitModule => {}
+            Capset => {
+                ev.args.insert("cap_effective".into(), int(p.aux[0]));
+                ev.args.insert("cap_permitted".into(), int(p.aux[1]));
+                ev.args.insert("cap_inheritable".into(), int(p.aux[2]));
+            }
+            InitModule | FinitModule => {}
             IoUringSubmit => {
                 ev.args.insert("opcode".into(), int(p.aux[0]));
                 ev.args.insert("flags".into(), int(p.aux[1]));

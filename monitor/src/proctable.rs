@@ -164,6 +164,10 @@ impl ProcTable {
         if let Some(e) = self.map.get_mut(&pid) {
             self.seq += 1;
             e.seq = self.seq;
+            // The kernel's real_parent is current: a process whose parent died was reparented.
+            if ev.process.ppid != 0 {
+                e.ppid = ev.process.ppid;
+            }
             if !is_exec {
                 let p = &mut ev.process;
                 if p.exepath.is_empty() {
@@ -376,6 +380,40 @@ mod tests {
         assert_eq!(b[0], "a");
         assert!(b[1].ends_with("...") && b[1].len() <= ANCESTOR_ARGS_BYTES + 3);
         assert_eq!(bounded_args(&["x".into(), "y".into()]), vec!["x", "y"]);
+    }
+
+    #[test]
+    fn reparenting_follows_the_kernel() {
+        let mut t = ProcTable::new(100, 8);
+        t.insert(ProcEntry {
+            pid: 1,
+            comm: "init".into(),
+            ..Default::default()
+        });
+        t.insert(ProcEntry {
+            pid: 20,
+            ppid: 10,
+            comm: "orphan".into(),
+            ..Default::default()
+        });
+        t.insert(ProcEntry {
+            pid: 21,
+            ppid: 20,
+            ..Default::default()
+        });
+        // 20's parent died; its next event says ppid 1.
+        let mut e = ev(EventType::Openat, 20, 1, 0);
+        t.fill(&mut e);
+        let mut e = ev(EventType::Openat, 21, 20, 0);
+        t.fill(&mut e);
+        assert_eq!(
+            e.process
+                .ancestors
+                .iter()
+                .map(|a| a.pid)
+                .collect::<Vec<_>>(),
+            vec![20, 1]
+        );
     }
 
     #[test]

@@ -87,6 +87,13 @@ a, _ = srv.accept(); a.close(); cl.close(); srv.close()
 attr = ctypes.create_string_buffer(16)
 libc.syscall(321, 11, attr, 16)
 
+# capset: read our capabilities and set the same ones again
+hdr = (ctypes.c_uint32 * 2)(0x20080522, 0)
+data = (ctypes.c_uint32 * 6)()
+libc.capget(hdr, data)
+out["capeff"] = data[0] | (data[3] << 32)
+out["capset"] = libc.capset(hdr, data)
+
 # setuid last: drop to nobody, then try to get root back (EPERM)
 os.setuid(65534)
 try: os.setuid(0)

@@ -189,6 +189,56 @@ fn capture_end_to_end() {
         eprintln!("SKIPPED: chroot scenario (no /bin/busybox to copy)");
     }
 
+    // Under a pseudo-terminal (script(1)): tty is the pts device, stdio are ttys.
+    let st = cg
+        .command("script")
+        .args(["-qc", "/bin/echo capture-tty", "/dev/null"])
+        .stdout(Stdio::null())
+        .status();
+    if st.is_ok_and(|s| s.success()) {
+        let ev = m.wait_for(WAIT, |v| {
+            str_at(v, "type") == Some("execve")
+                && v["process"]["args"] == serde_json::json!(["capture-tty"])
+        });
+        c.check(
+            "exec on a pty: tty and stdio",
+            ev.as_ref().is_some_and(|e| {
+                // new_encode_dev: major 136-143 (pts) in bits 8..20.
+                int_at(e, "process.tty").is_some_and(|t| (136..=143).contains(&((t >> 8) & 0xfff)))
+                    && e["process"]["stdio"] == serde_json::json!(["tty", "tty", "tty"])
+            }),
+            || show(&ev),
+        );
+    } else {
+        eprintln!("SKIPPED: pty scenario (script(1) unavailable)");
+    }
+
+    // fexecve(memfd): glibc's execveat(fd, "", AT_EMPTY_PATH) is reported as execveat.
+    let st = cg
+        .command("python3")
+        .args([
+            "-c",
+            "import os; fd=os.memfd_create('capfexec', 0); os.write(fd, open('/usr/bin/true','rb').read()); os.execve(fd, ['fexectrue'], {})",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ev = m.wait_for(WAIT, |v| {
+        str_at(v, "process.exe") == Some("fexectrue")
+            && str_at(v, "ret").is_none()
+            && int_at(v, "ret") == Some(0)
+            && str_at(v, "type").is_some_and(|t| t.starts_with("execve"))
+    });
+    c.check(
+        "fexecve is execveat from a memfd",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "type") == Some("execveat")
+                && e["process"]["is_exe_from_memfd"] == Value::Bool(true)
+                && str_at(e, "process.exepath").is_some_and(|p| p.starts_with("/memfd:capfexec"))
+        }),
+        || show(&ev),
+    );
+
     // exec through a symlink: the kernel's exe path is the target, filename is what was run.
     let link = real.join("true-link");
     let st = cg.command(link.to_str().unwrap()).status().unwrap();
@@ -534,6 +584,17 @@ fn capture_end_to_end() {
             int_at(e, "fd.net.server_port") == Some(sp)
                 && str_at(e, "fd.net.client_ip") == Some("127.0.0.1")
                 && int_at(e, "ret").is_some_and(|r| r >= 0)
+        }),
+        || show(&ev),
+    );
+    let capeff = info["capeff"].as_i64().unwrap();
+    let ev = m.wait_for(WAIT, |v| any(v, &["capset"]));
+    c.check(
+        "capset requested sets",
+        ev.as_ref().is_some_and(|e| {
+            int_at(e, "ret") == Some(info["capset"].as_i64().unwrap())
+                && int_at(e, "args.cap_effective") == Some(capeff)
+                && int_at(e, "process.cap_effective") == Some(capeff)
         }),
         || show(&ev),
     );

@@ -1,7 +1,8 @@
 //! `cargo xtask bench capture`: exec, open+close and loopback connect storms, each without and
 //! with `monitor events` attached (its JSON lines read and discarded by a counting thread), in
 //! one invocation. Prints ns/op, the overhead ratio, events/s and the monitor's kernel and user
-//! drops. Figures only, never assertions.
+//! drops, plus the open and connect storms with the monitor attached but those kinds disabled
+//! (the in-kernel filtered cost). Figures only, never assertions.
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read};
@@ -75,7 +76,13 @@ fn open_storm(n: u64) -> anyhow::Result<Duration> {
 }
 
 fn connect_storm(n: u64) -> anyhow::Result<Duration> {
+    use std::os::fd::AsRawFd;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    // std listens with a backlog of 128: when the acceptor thread falls behind, SYNs are dropped
+    // and retried after a second, which measures the retransmit timer instead of connect.
+    // listen() again on a listening socket only raises the backlog.
+    // SAFETY: a valid listening socket fd.
+    unsafe { libc::listen(listener.as_raw_fd(), 4096) };
     let addr = listener.local_addr()?;
     let acceptor = std::thread::spawn(move || {
         for _ in 0..n {
@@ -100,9 +107,10 @@ struct Monitor {
     stderr: std::thread::JoinHandle<String>,
 }
 
-fn start_monitor(bin: &PathBuf) -> anyhow::Result<Monitor> {
+fn start_monitor(bin: &PathBuf, extra: &[&str]) -> anyhow::Result<Monitor> {
     let mut child = Command::new(bin)
         .arg("events")
+        .args(extra)
         .env_remove("RUSTUP_TOOLCHAIN")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -205,7 +213,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|(_, f, n)| f(*n))
         .collect::<anyhow::Result<_>>()?;
-    let mut mon = start_monitor(&bin)?;
+    // Attached but with only exec enabled: what a filtered-out event costs in the kernel.
+    let mon = start_monitor(&bin, &["--kind", "execve"])?;
+    let filtered: Vec<Duration> = storms
+        .iter()
+        .skip(1)
+        .map(|(_, f, n)| f(*n))
+        .collect::<anyhow::Result<_>>()?;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(mon.child.id() as i32, libc::SIGTERM) };
+    let mut mon = mon;
+    let _ = mon.child.wait();
+    let mut mon = start_monitor(&bin, &[])?;
     let mut with = Vec::new();
     for (_, f, n) in &storms {
         let before = mon.lines.load(Ordering::Relaxed);
@@ -219,15 +238,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _ = mon.child.wait();
     let log = mon.stderr.join().unwrap_or_default();
     println!(
-        "{:<30} {:>12} {:>12} {:>9} {:>12}",
-        "workload", "base ns/op", "with ns/op", "overhead", "events/s"
+        "{:<30} {:>12} {:>12} {:>9} {:>12} {:>14}",
+        "workload", "base ns/op", "with ns/op", "overhead", "events/s", "filtered ns/op"
     );
     for (i, (name, _, n)) in storms.iter().enumerate() {
         let b = base[i].as_nanos() as f64 / *n as f64;
         let (d, ev) = with[i];
         let w = d.as_nanos() as f64 / *n as f64;
         let eps = ev as f64 / (d.as_secs_f64() + 0.2);
-        println!("{name:<30} {b:>12.0} {w:>12.0} {:>8.2}x {eps:>12.0}", w / b);
+        let f = if i == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}", filtered[i - 1].as_nanos() as f64 / *n as f64)
+        };
+        println!(
+            "{name:<30} {b:>12.0} {w:>12.0} {:>8.2}x {eps:>12.0} {f:>14}",
+            w / b
+        );
     }
     println!(
         "monitor totals: events={} kernel_dropped={} queue_dropped={} decode_errors={}",

@@ -170,7 +170,7 @@ fn ensure_tracefs() -> anyhow::Result<()> {
     };
     if r != 0 {
         return Err(std::io::Error::last_os_error())
-            .context("mounting tracefs on /sys/kernel/tracing");
+            .context("tracefs is not mounted and mounting it on /sys/kernel/tracing failed (the monitor needs root, or CAP_SYS_ADMIN, CAP_BPF and CAP_PERFMON)");
     }
     Ok(())
 }
