@@ -323,6 +323,7 @@ impl Capture {
         let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
         let (stop, stop_rx) = watch::channel(false);
         let reader = Reader {
+            batch: Vec::new(),
             decoder: Decoder::from_system(),
             table,
             tx,
@@ -479,6 +480,8 @@ fn detach_parallel(links: Vec<TracePointLink>) {
 }
 
 struct Reader {
+    /// Reused between drains: one allocation for the life of the reader.
+    batch: Vec<Event>,
     decoder: Decoder,
     table: ProcTable,
     tx: mpsc::Sender<Event>,
@@ -502,7 +505,7 @@ impl Reader {
                 guard = urgent.readable_mut() => {
                     match guard {
                         Ok(mut g) => {
-                            let more = self.drain(g.get_inner_mut());
+                            let more = self.drain(&mut bulk, g.get_inner_mut());
                             // Leave it ready when a batch filled: select! comes straight back.
                             if !more {
                                 g.clear_ready();
@@ -518,8 +521,7 @@ impl Reader {
                     // Bounded batches, urgent between them, yielding in between: a storm on
                     // the bulk ring never starves exec/connect events or the stop signal.
                     loop {
-                        let more = self.drain(&mut bulk);
-                        self.drain(urgent.get_mut());
+                        let more = self.drain(&mut bulk, urgent.get_mut());
                         if !more {
                             break;
                         }
@@ -535,16 +537,32 @@ impl Reader {
         }
     }
 
-    /// Read up to DRAIN_BATCH records; true when the batch filled (more may be waiting).
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> bool {
-        for _ in 0..DRAIN_BATCH {
-            let Some(item) = ring.next() else {
-                return false;
-            };
-            let Ok(mut ev) = self.decoder.decode(&item) else {
-                continue;
-            };
-            drop(item);
+    /// Read up to DRAIN_BATCH records from each ring, then complete and forward them in
+    /// kernel-time order; true when a ring filled its batch (more may be waiting).
+    ///
+    /// The process table must see a process' exec before the opens that follow it, or the
+    /// open is blamed on the program the process ran before (and an exit before the events
+    /// that preceded it would lose the process). The rings are separate, so the order is
+    /// restored here: bulk is read first, and since every record read from it was submitted
+    /// before that read, the exec/fork/exit that preceded it is already in the urgent ring and
+    /// lands in the same batch; sorting by timestamp then puts it first.
+    fn drain(&mut self, bulk: &mut RingBuf<MapData>, urgent: &mut RingBuf<MapData>) -> bool {
+        let mut batch = std::mem::take(&mut self.batch);
+        let mut more = false;
+        for ring in [bulk, urgent] {
+            let mut read = 0;
+            while read < DRAIN_BATCH {
+                let Some(item) = ring.next() else { break };
+                read += 1;
+                if let Ok(ev) = self.decoder.decode(&item) {
+                    batch.push(ev);
+                }
+            }
+            more |= read == DRAIN_BATCH;
+        }
+        // Stable: records with equal timestamps keep their ring order.
+        batch.sort_by_key(|ev| ev.ts);
+        for mut ev in batch.drain(..) {
             self.complete(&mut ev);
             if !self.wanted.contains(&ev.kind) {
                 continue;
@@ -553,7 +571,8 @@ impl Reader {
                 QUEUE_DROPPED.with_label_values(&["capture"]).inc();
             }
         }
-        true
+        self.batch = batch;
+        more
     }
 
     /// procfs fallback for what the kernel could not read, then the process table.

@@ -1,0 +1,131 @@
+//! `monitor run` end to end: the real daemon, the shipped rules, real runc containers carrying
+//! CRI annotations (as containerd's CRI plugin writes them on a Kubernetes node), a host process
+//! in a test cgroup, and a real Prometheus scraping the daemon.
+
+use std::path::Path;
+use std::time::Duration;
+
+use monitor_tests::containers::{RuncContainer, have};
+use monitor_tests::harness::{MonitorProcess, TestCgroup, skip_unless_root};
+use monitor_tests::prom::{Prometheus, free_port, http_get};
+use serde_json::Value;
+
+const SHADOW_RULE: &str = "Read of shadow password database";
+
+fn cri_annotations(pod: &'static str) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("io.kubernetes.cri.container-type", "container"),
+        ("io.kubernetes.cri.sandbox-name", pod),
+        ("io.kubernetes.cri.sandbox-namespace", "shop"),
+        ("io.kubernetes.cri.sandbox-uid", "3f1b6f1e-8d7e-4a8c-9a55-0c6a4b1f0d42"),
+        ("io.kubernetes.cri.container-name", "web"),
+        ("io.kubernetes.cri.image-name", "registry.example/shop/web:1.4.2"),
+    ]
+}
+
+fn is_shadow_alert_from(v: &Value, container_id: &str) -> bool {
+    v["rule"] == SHADOW_RULE && v["container"]["id"] == container_id
+}
+
+fn assert_falco_shape(v: &Value) {
+    let time = v["time"].as_str().expect("time");
+    // RFC 3339, UTC, nanoseconds: 2026-11-23T05:07:35.803842930Z
+    assert_eq!(time.len(), 30, "{time}");
+    assert!(time.ends_with('Z') && time.as_bytes()[19] == b'.', "{time}");
+    assert_eq!(v["priority"], "Warning");
+    assert_eq!(v["source"], "syscall");
+    assert!(v["hostname"].as_str().is_some_and(|h| !h.is_empty()));
+    assert!(v["output"].as_str().is_some_and(|o| o.contains("/etc/shadow")));
+    assert_eq!(v["output_fields"]["fd.name"], "/etc/shadow");
+    assert!(v["tags"].as_array().is_some_and(|t| !t.is_empty()));
+}
+
+fn assert_pod(v: &Value, pod: &str) {
+    assert_eq!(v["k8s"]["pod"], pod, "{v}");
+    assert_eq!(v["k8s"]["namespace"], "shop", "{v}");
+    assert_eq!(v["k8s"]["container"], "web", "{v}");
+    assert_eq!(v["container"]["image"], "registry.example/shop/web:1.4.2", "{v}");
+    assert_eq!(v["output_fields"]["k8s.pod.name"], pod, "{v}");
+    assert_eq!(v["output_fields"]["k8s.ns.name"], "shop", "{v}");
+    assert_eq!(v["metadata_incomplete"], false, "{v}");
+}
+
+#[test]
+fn daemon_attributes_alerts_and_prometheus_counts_them() {
+    if skip_unless_root() {
+        return;
+    }
+    if !have("runc") || !have("prometheus") {
+        eprintln!("SKIPPED: runc and prometheus are needed (scripts/setup.sh installs them)");
+        return;
+    }
+    // The daemon finds runc containers through runc's default state root.
+    let runc_root = Path::new("/run/runc");
+    let before = RuncContainer::start_with_root(Some(runc_root), &cri_annotations("web-before")).expect("runc container");
+
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut mon = MonitorProcess::spawn(&["run", "--metrics-address", &addr, "--no-rate-limit"], Some("Monitor ready"))
+        .expect("monitor run starts");
+    assert_eq!(http_get(&format!("http://{addr}/readyz")).expect("readyz").trim(), "ready");
+    let prom = Prometheus::start(&addr).expect("prometheus");
+
+    let after = RuncContainer::start_with_root(Some(runc_root), &cri_annotations("web-after")).expect("runc container");
+    // Short-lived processes: each `cat` execs and exits within milliseconds.
+    for c in [&before, &after] {
+        let etc = c.bundle.join("rootfs/etc");
+        std::fs::create_dir_all(&etc).expect("rootfs /etc");
+        std::fs::write(etc.join("shadow"), "root:*:19000:0:99999:7:::\n").expect("write shadow");
+        let out = c.exec(&["cat", "/etc/shadow"]).expect("runc exec");
+        assert!(out.status.success(), "cat /etc/shadow in the container: {out:?}");
+    }
+    let cg = TestCgroup::new("pipeline").expect("cgroup");
+    let mut host_cat = cg.command("cat");
+    host_cat.arg("/etc/shadow").stdout(std::process::Stdio::null());
+    let mut child = host_cat.spawn().expect("host cat");
+    let host_pid = child.id();
+    assert!(child.wait().expect("wait").success());
+
+    let timeout = Duration::from_secs(30);
+    let a = mon.wait_for(timeout, |v| is_shadow_alert_from(v, &before.id[..12])).expect("alert from the container started before the monitor");
+    assert_falco_shape(&a);
+    assert_pod(&a, "web-before");
+    let b = mon.wait_for(timeout, |v| is_shadow_alert_from(v, &after.id[..12])).expect("alert from the container started after the monitor");
+    assert_falco_shape(&b);
+    assert_pod(&b, "web-after");
+    assert_eq!(b["output_fields"]["proc.name"], "cat");
+    assert_eq!(b["process"]["exepath"], "/bin/busybox", "kernel-resolved exe inside the container: {b}");
+    let h = mon
+        .wait_for(timeout, |v| v["rule"] == SHADOW_RULE && v["output_fields"]["proc.pid"] == host_pid)
+        .expect("alert from the host process");
+    assert_falco_shape(&h);
+    assert_eq!(h["container"]["id"], "host");
+    assert!(h["k8s"].is_null());
+
+    // The same matches, counted and scraped by a real Prometheus.
+    let expr = format!("sum(monitor_alerts_total{{rule=\"{SHADOW_RULE}\",job=\"monitor\"}})");
+    let v = prom.wait_for(&expr, Duration::from_secs(60), |v| v.parse::<f64>().is_ok_and(|n| n >= 3.0)).expect("PromQL");
+    assert!(v.parse::<f64>().unwrap() >= 3.0);
+
+    // Clean stop on SIGTERM.
+    let status = mon.stop().expect("stop");
+    assert!(status.success(), "monitor run exited with {status}");
+}
+
+#[test]
+fn bad_config_is_a_clear_error_and_a_nonzero_exit() {
+    let dir = std::env::temp_dir().join(format!("monitor-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("monitor.yaml");
+    std::fs::write(&cfg, "rules:\n  min_priorty: WARNING\n").unwrap();
+    let out = std::process::Command::new(monitor_tests::harness::monitor_bin())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("spawn monitor");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rules.min_priorty"), "the error names the key: {err}");
+    assert!(err.contains("did you mean `min_priority`"), "{err}");
+}
