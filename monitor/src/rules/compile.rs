@@ -381,7 +381,12 @@ impl<'a> Compiler<'a> {
             Op::Glob | Op::IGlob => {
                 let pat = if op == Op::IGlob { first.to_lowercase() } else { first.to_string() };
                 match Glob::new(&pat) {
-                    Ok(g) if op == Op::Glob => mk(Test::SGlob(Box::new(g)), false),
+                    Ok(g) if op == Op::Glob => match g.as_simple() {
+                        Some((b'=', l)) => mk(Test::SEq(l.into()), false),
+                        Some((b's', l)) => mk(Test::SStarts(l.into()), false),
+                        Some((_, l)) => mk(Test::SEnds(l.into()), false),
+                        None => mk(Test::SGlob(Box::new(g)), false),
+                    },
                     Ok(g) => mk(Test::SIGlob(Box::new(g)), false),
                     Err(e) => {
                         let l = &lits[0];

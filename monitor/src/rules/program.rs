@@ -9,6 +9,28 @@ use monitor_common::EventType;
 
 use super::fields::{Ctx, FieldRef, Id, V, extract};
 
+/// FNV-1a for the string sets: their keys come from the rule files (trusted), probes from
+/// events only look up, never insert, so collisions cannot be grown by the monitored side;
+/// SipHash's flooding resistance buys nothing here and costs a third of a lookup.
+#[derive(Clone, Copy, Default)]
+pub struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub type FastSet<T> = HashSet<T, std::hash::BuildHasherDefault<Fnv>>;
+
 /// Set of event kinds, by id (ids are below `monitor_common::MAX_KIND_ID` = 512).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct KindSet(pub [u64; 8]);
@@ -149,15 +171,25 @@ impl Glob {
     }
 
     pub fn matches(&self, s: &str) -> bool {
-        let cs: Vec<char> = s.chars().collect();
+        // ASCII text (nearly every path) is matched byte by byte, without allocating.
+        if s.is_ascii() {
+            self.run(s.as_bytes(), |b| b as char)
+        } else {
+            let cs: Vec<char> = s.chars().collect();
+            self.run(&cs, |c| c)
+        }
+    }
+
+    fn run<T: Copy>(&self, cs: &[T], ch: impl Fn(T) -> char) -> bool {
         // Iterative matcher with single-star backtracking: linear-ish, no recursion.
         let (mut p, mut t) = (0usize, 0usize);
         let (mut star_p, mut star_t) = (usize::MAX, 0usize);
         while t < cs.len() {
+            let c = ch(cs[t]);
             let ok = match self.0.get(p) {
-                Some(GTok::Lit(c)) => *c == cs[t],
+                Some(GTok::Lit(l)) => *l == c,
                 Some(GTok::Any) => true,
-                Some(GTok::Class(neg, r)) => r.iter().any(|(a, b)| *a <= cs[t] && cs[t] <= *b) != *neg,
+                Some(GTok::Class(neg, r)) => r.iter().any(|(a, b)| *a <= c && c <= *b) != *neg,
                 Some(GTok::Star) => {
                     star_p = p;
                     star_t = t;
@@ -179,13 +211,26 @@ impl Glob {
         }
         self.0[p..].iter().all(|g| matches!(g, GTok::Star))
     }
+
+    /// A glob that is only a literal with at most one leading or trailing `*` is an equality,
+    /// prefix or suffix test: cheaper, and mergeable with its neighbours.
+    pub fn as_simple(&self) -> Option<(u8, String)> {
+        let lit = |toks: &[GTok]| -> Option<String> {
+            toks.iter().map(|t| if let GTok::Lit(c) = t { Some(*c) } else { None }).collect()
+        };
+        match self.0.as_slice() {
+            [GTok::Star, rest @ ..] if !rest.is_empty() => lit(rest).map(|l| (b'e', l)),
+            [rest @ .., GTok::Star] if !rest.is_empty() => lit(rest).map(|l| (b's', l)),
+            all => lit(all).map(|l| (b'=', l)),
+        }
+    }
 }
 
 /// Path prefixes for `pmatch`: a value matches when it or one of its parent directories is in
 /// the set, so a lookup costs one hash probe per path component whatever the list size.
 #[derive(Clone, Debug, Default)]
 pub struct PathPrefixes {
-    set: HashSet<Box<str>>,
+    set: FastSet<Box<str>>,
     root: bool,
 }
 
@@ -219,7 +264,7 @@ pub enum Test {
     Exists,
     Kinds(Box<KindSet>),
     SEq(Box<str>),
-    SSet(HashSet<Box<str>>),
+    SSet(FastSet<Box<str>>),
     SContains(Box<str>),
     /// Pattern already ASCII-lowercased.
     SIContains(Box<str>),
