@@ -62,8 +62,16 @@ fn rejects_bad_conditions_at_the_offending_text() {
         match parser::parse(c) {
             Ok(e) => panic!("accepted {c:?}: {e:?}"),
             Err(e) => {
-                assert!(e.message.contains(msg), "{c:?}: message {:?} lacks {msg:?}", e.message);
-                assert_eq!(e.span.start, *start, "{c:?}: span {:?} ({})", e.span, e.message);
+                assert!(
+                    e.message.contains(msg),
+                    "{c:?}: message {:?} lacks {msg:?}",
+                    e.message
+                );
+                assert_eq!(
+                    e.span.start, *start,
+                    "{c:?}: span {:?} ({})",
+                    e.span, e.message
+                );
             }
         }
     }
@@ -100,13 +108,19 @@ fn diags(text: &str) -> Vec<monitor::rules::Diagnostic> {
 fn unknown_field_points_at_its_line_and_column() {
     let y = "- rule: r\n  desc: d\n  condition: evt.type = open and proc.nmae = bash\n  output: o\n  priority: INFO\n";
     let d = diags(y);
-    let e = d.iter().find(|d| d.code == Code::UnknownField).expect("unknown field diagnostic");
+    let e = d
+        .iter()
+        .find(|d| d.code == Code::UnknownField)
+        .expect("unknown field diagnostic");
     assert_eq!((e.pos.line, e.pos.col, e.len), (3, 34, 9));
     assert_eq!(e.offending(), "proc.nmae");
     assert_eq!(e.code.as_str(), "R0201");
     let r = e.render();
     assert!(r.contains("t.yaml:3:34"), "{r}");
-    assert!(r.contains("\n  |                                  ^^^^^^^^^\n"), "{r}");
+    assert!(
+        r.contains("\n  |                                  ^^^^^^^^^\n"),
+        "{r}"
+    );
 }
 
 #[test]
@@ -126,7 +140,10 @@ fn positions_inside_folded_blocks_and_macros() {
   priority: WARNING
 ";
     let d = diags(y);
-    let e = d.iter().find(|d| d.code == Code::BadLiteral).expect("bad literal");
+    let e = d
+        .iter()
+        .find(|d| d.code == Code::BadLiteral)
+        .expect("bad literal");
     assert_eq!((e.pos.line, e.pos.col), (5, 19), "{}", e.render());
     assert_eq!(e.offending(), "abc");
     assert_eq!(e.item.as_deref(), Some("r"));
@@ -149,16 +166,23 @@ fn yaml_syntax_and_item_shape_errors() {
     let d = diags("rule: r\n");
     assert_eq!(d[0].code, Code::BadItem);
     assert_eq!((d[0].pos.line, d[0].pos.col), (1, 1));
-    let d = diags("- rule: r\n  desc: d\n  condition: evt.type = open\n  output: o\n  priority: LOUD\n");
+    let d = diags(
+        "- rule: r\n  desc: d\n  condition: evt.type = open\n  output: o\n  priority: LOUD\n",
+    );
     let e = d.iter().find(|d| d.code == Code::BadPriority).unwrap();
     assert_eq!((e.pos.line, e.pos.col), (5, 13));
     let d = diags("- rule: r\n  condition: evt.type = open\n");
-    assert!(d.iter().any(|d| d.code == Code::BadKey && d.message.contains("desc")));
+    assert!(
+        d.iter()
+            .any(|d| d.code == Code::BadKey && d.message.contains("desc"))
+    );
 }
 
 #[test]
 fn type_and_operator_errors() {
-    let rule = |c: &str| format!("- rule: r\n  desc: d\n  condition: {c}\n  output: o\n  priority: INFO\n");
+    let rule = |c: &str| {
+        format!("- rule: r\n  desc: d\n  condition: {c}\n  output: o\n  priority: INFO\n")
+    };
     // (condition, code, offending text): the column is computed from where the text sits in
     // the condition, which starts at column 14 (`  condition: `).
     let cases: &[(&str, Code, &str)] = &[
@@ -175,7 +199,10 @@ fn type_and_operator_errors() {
     ];
     for (c, code, text) in cases {
         let d = diags(&rule(c));
-        let e = d.iter().find(|d| d.code == *code).unwrap_or_else(|| panic!("{c}: no {code:?} in {d:#?}"));
+        let e = d
+            .iter()
+            .find(|d| d.code == *code)
+            .unwrap_or_else(|| panic!("{c}: no {code:?} in {d:#?}"));
         let col = 14 + c.find(text).unwrap();
         assert_eq!((e.pos.line, e.pos.col), (3, col), "{c}: {}", e.render());
         assert_eq!(e.offending(), *text, "{c}: {}", e.render());
