@@ -227,3 +227,84 @@ fn macro_cycles_are_reported() {
     let e = d.iter().find(|d| d.code == Code::MacroCycle).unwrap();
     assert!(e.message.contains("a -> b -> a"), "{}", e.message);
 }
+
+/// Garbage in, diagnostics out: no input makes the loader panic.
+#[test]
+fn random_conditions_never_panic() {
+    let atoms = [
+        "evt.type",
+        "=",
+        "!=",
+        "in",
+        "(",
+        ")",
+        ",",
+        "and",
+        "or",
+        "not",
+        "proc.name",
+        "bash",
+        "'q'",
+        "\"",
+        "exists",
+        "proc.aname[",
+        "]",
+        "2",
+        "tolower(",
+        "val(",
+        "glob",
+        "'[a-'",
+        "regex",
+        "'('",
+        "fd.sip",
+        "10.0.0.0/8",
+        "pmatch",
+        "m",
+        "<",
+        ">=",
+        "é",
+        "\\",
+        "\n",
+        "evt.arg.",
+        "evt.arg[0]",
+        "len(",
+        "intersects",
+        "contains",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let n = (next() % 12) as usize + 1;
+        let cond: Vec<&str> = (0..n)
+            .map(|_| atoms[(next() % atoms.len() as u64) as usize])
+            .collect();
+        let cond = cond.join(if next() % 2 == 0 { " " } else { "" });
+        let _ = parser::parse(&cond);
+        let y = format!(
+            "- macro: m\n  condition: evt.type = open\n- rule: r\n  desc: d\n  condition: {:?}\n  output: o %{}\n  priority: INFO\n",
+            cond,
+            atoms[(next() % atoms.len() as u64) as usize]
+        );
+        let (set, d) = load_str("fuzz.yaml", &y, &LoadOptions::default());
+        for x in &d {
+            let _ = x.render();
+        }
+        let _ = set.evaluate(&monitor::event::Event::default());
+    }
+}
+
+#[test]
+fn exception_without_fields_is_an_error() {
+    let y = "- rule: r\n  desc: d\n  condition: evt.type = open\n  output: o\n  priority: INFO\n  exceptions:\n    - name: e\n      fields: []\n";
+    let d = diags(y);
+    assert!(
+        d.iter()
+            .any(|d| d.code == Code::BadException && d.is_error()),
+        "{d:#?}"
+    );
+}

@@ -519,6 +519,16 @@ impl<'a> FileLoader<'a> {
                     continue;
                 }
             };
+            if fields.is_empty() {
+                self.sink.error(
+                    Code::BadException,
+                    &e.pos,
+                    1,
+                    Some(name),
+                    format!("exception `{ename}` has no fields"),
+                );
+                continue;
+            }
             let comps: Vec<String> = match e.get("comps") {
                 None => vec![if single { "in" } else { "=" }.to_string(); fields.len()],
                 Some(c) if c.as_str().is_some() => {
