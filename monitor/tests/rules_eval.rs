@@ -184,3 +184,75 @@ fn index_puts_rules_in_their_kind_buckets() {
     let fired: Vec<String> = set.evaluate(&event()).into_iter().map(|m| m.rule).collect();
     assert_eq!(fired, ["b", "c"]);
 }
+
+#[test]
+fn append_and_override_semantics() {
+    let y = "\
+- list: names
+  items: [wget]
+- list: names
+  items: [curl]
+  append: true
+- macro: net_tool
+  condition: proc.name in (names)
+- macro: is_connect
+  condition: evt.type = execve
+- macro: is_connect
+  condition: or evt.type = connect
+  append: true
+- rule: a
+  desc: d
+  condition: is_connect
+  output: o
+  priority: INFO
+- rule: a
+  condition: and net_tool
+  append: true
+- rule: b
+  desc: d
+  condition: evt.type = connect
+  output: o
+  priority: INFO
+  tags: [x]
+- rule: b
+  condition: and proc.name = nope
+  override:
+    condition: append
+- rule: c
+  desc: d
+  condition: evt.type = connect
+  output: first
+  priority: DEBUG
+- rule: c
+  output: second %proc.name
+  priority: CRITICAL
+  override:
+    output: replace
+    priority: replace
+";
+    let (set, d) = load_str("t.yaml", y, &LoadOptions::default());
+    assert!(!d.iter().any(|d| d.is_error()), "{d:#?}");
+    let m = set.evaluate(&event());
+    let fired: Vec<&str> = m.iter().map(|m| m.rule.as_str()).collect();
+    assert_eq!(fired, ["a", "c"]);
+    assert_eq!(m[1].output, "second curl");
+    assert_eq!(m[1].priority, monitor::rules::Priority::Critical);
+    // Appending to something never defined is an error that names it.
+    let (_, d) = load_str(
+        "t.yaml",
+        "- list: nope\n  items: [a]\n  append: true\n",
+        &LoadOptions::default(),
+    );
+    assert!(
+        d.iter()
+            .any(|d| d.code == monitor::rules::Code::AppendUndefined && d.message.contains("nope"))
+    );
+    // override of a key the item does not set.
+    let bad = "- rule: c\n  desc: d\n  condition: evt.type = connect\n  output: o\n  priority: INFO\n- rule: c\n  override:\n    output: append\n";
+    let (_, d) = load_str("t.yaml", bad, &LoadOptions::default());
+    assert!(
+        d.iter()
+            .any(|d| d.code == monitor::rules::Code::BadOverride),
+        "{d:#?}"
+    );
+}
