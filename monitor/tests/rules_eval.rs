@@ -19,25 +19,54 @@ fn event() -> Event {
             start_ts: 1_700_000_000_000_000_000,
             cap_effective: 1 << 21,
             ancestors: vec![
-                Ancestor { pid: 41, comm: "sh".into(), exepath: "/bin/dash".into(), args: vec!["-c".into(), "curl -s http://x".into()] },
-                Ancestor { pid: 40, comm: "nginx".into(), exepath: "/usr/sbin/nginx".into(), args: vec![] },
+                Ancestor {
+                    pid: 41,
+                    comm: "sh".into(),
+                    exepath: "/bin/dash".into(),
+                    args: vec!["-c".into(), "curl -s http://x".into()],
+                },
+                Ancestor {
+                    pid: 40,
+                    comm: "nginx".into(),
+                    exepath: "/usr/sbin/nginx".into(),
+                    args: vec![],
+                },
             ],
             ..Process::default()
         },
         fd: Some(Fd {
             num: Some(3),
             typ: FdType::Ipv4,
-            net: Some(NetTuple { l4proto: "tcp".into(), client_ip: Some("10.0.0.2".into()), client_port: Some(40000), server_ip: Some("93.184.216.34".into()), server_port: Some(80), unix_path: None, source: Source::Kernel }),
+            net: Some(NetTuple {
+                l4proto: "tcp".into(),
+                client_ip: Some("10.0.0.2".into()),
+                client_port: Some(40000),
+                server_ip: Some("93.184.216.34".into()),
+                server_port: Some(80),
+                unix_path: None,
+                source: Source::Kernel,
+            }),
             ..Fd::default()
         }),
-        args: [("flags".to_string(), Arg::Flags { raw: 2048, text: "O_NONBLOCK".into() })].into_iter().collect(),
+        args: [(
+            "flags".to_string(),
+            Arg::Flags {
+                raw: 2048,
+                text: "O_NONBLOCK".into(),
+            },
+        )]
+        .into_iter()
+        .collect(),
         cgroup_id: 1,
         container: Default::default(),
     }
 }
 
 fn eval(cond: &str) -> bool {
-    let y = format!("- rule: r\n  desc: d\n  condition: '{}'\n  output: o\n  priority: INFO\n", cond.replace('\'', "''"));
+    let y = format!(
+        "- rule: r\n  desc: d\n  condition: '{}'\n  output: o\n  priority: INFO\n",
+        cond.replace('\'', "''")
+    );
     let (set, d) = load_str("t.yaml", &y, &LoadOptions::default());
     assert!(!d.iter().any(|d| d.is_error()), "{cond}: {d:#?}");
     assert_eq!(set.len(), 1, "{cond}");
@@ -71,10 +100,19 @@ fn conditions_evaluate_like_falco() {
         ("fd.snet in (\"93.184.0.0/16\")", true),
         ("fd.ip = 10.0.0.2", true),
         ("fd.net = \"10.0.0.0/8\"", true),
-        ("fd.lip = 10.0.0.2 and fd.rport = 80 and fd.lport = 40000", true),
+        (
+            "fd.lip = 10.0.0.2 and fd.rport = 80 and fd.lport = 40000",
+            true,
+        ),
         ("fd.name = \"10.0.0.2:40000->93.184.216.34:80\"", true),
-        ("fd.typechar = 4 and fd.type = ipv4 and fd.sockfamily = ip and fd.l4proto = tcp", true),
-        ("evt.arg.flags contains O_NONBLOCK and evt.rawarg.flags = 2048", true),
+        (
+            "fd.typechar = 4 and fd.type = ipv4 and fd.sockfamily = ip and fd.l4proto = tcp",
+            true,
+        ),
+        (
+            "evt.arg.flags contains O_NONBLOCK and evt.rawarg.flags = 2048",
+            true,
+        ),
         // An absent field fails every comparison, `!=` included; `not` inverts that.
         ("fd.directory != /etc", false),
         ("not fd.directory = /etc", true),
@@ -96,10 +134,22 @@ fn conditions_evaluate_like_falco() {
         ("proc.name != val(proc.pname)", true),
         // Merged alternatives (set, automaton) keep their meaning.
         ("proc.name = a or proc.name = b or proc.name = curl", true),
-        ("proc.exepath startswith /a or proc.exepath startswith /b or proc.exepath startswith /usr/", true),
-        ("proc.exepath startswith /a or proc.exepath startswith /b or proc.exepath startswith /bin", false),
-        ("proc.cmdline contains x1 or proc.cmdline contains x2 or proc.cmdline contains http", true),
-        ("proc.cmdline icontains X1 or proc.cmdline icontains X2 or proc.cmdline icontains HTTP", true),
+        (
+            "proc.exepath startswith /a or proc.exepath startswith /b or proc.exepath startswith /usr/",
+            true,
+        ),
+        (
+            "proc.exepath startswith /a or proc.exepath startswith /b or proc.exepath startswith /bin",
+            false,
+        ),
+        (
+            "proc.cmdline contains x1 or proc.cmdline contains x2 or proc.cmdline contains http",
+            true,
+        ),
+        (
+            "proc.cmdline icontains X1 or proc.cmdline icontains X2 or proc.cmdline icontains HTTP",
+            true,
+        ),
     ];
     let mut wrong = Vec::new();
     for (c, want) in table {
@@ -133,4 +183,76 @@ fn index_puts_rules_in_their_kind_buckets() {
     assert_eq!(set.unindexed_rules(), 1);
     let fired: Vec<String> = set.evaluate(&event()).into_iter().map(|m| m.rule).collect();
     assert_eq!(fired, ["b", "c"]);
+}
+
+#[test]
+fn append_and_override_semantics() {
+    let y = "\
+- list: names
+  items: [wget]
+- list: names
+  items: [curl]
+  append: true
+- macro: net_tool
+  condition: proc.name in (names)
+- macro: is_connect
+  condition: evt.type = execve
+- macro: is_connect
+  condition: or evt.type = connect
+  append: true
+- rule: a
+  desc: d
+  condition: is_connect
+  output: o
+  priority: INFO
+- rule: a
+  condition: and net_tool
+  append: true
+- rule: b
+  desc: d
+  condition: evt.type = connect
+  output: o
+  priority: INFO
+  tags: [x]
+- rule: b
+  condition: and proc.name = nope
+  override:
+    condition: append
+- rule: c
+  desc: d
+  condition: evt.type = connect
+  output: first
+  priority: DEBUG
+- rule: c
+  output: second %proc.name
+  priority: CRITICAL
+  override:
+    output: replace
+    priority: replace
+";
+    let (set, d) = load_str("t.yaml", y, &LoadOptions::default());
+    assert!(!d.iter().any(|d| d.is_error()), "{d:#?}");
+    let m = set.evaluate(&event());
+    let fired: Vec<&str> = m.iter().map(|m| m.rule.as_str()).collect();
+    assert_eq!(fired, ["a", "c"]);
+    assert_eq!(m[1].output, "second curl");
+    assert_eq!(m[1].priority, monitor::rules::Priority::Critical);
+    // Appending to something never defined is an error that names it.
+    let (_, d) = load_str(
+        "t.yaml",
+        "- list: nope\n  items: [a]\n  append: true\n",
+        &LoadOptions::default(),
+    );
+    assert!(
+        d.iter()
+            .any(|d| d.code == monitor::rules::Code::AppendUndefined && d.message.contains("nope"))
+    );
+    // override of a key the item does not set.
+    let bad = "- rule: c\n  desc: d\n  condition: evt.type = connect\n  output: o\n  priority: INFO\n- rule: c\n  override:\n    output: append\n";
+    let (_, d) = load_str("t.yaml", bad, &LoadOptions::default());
+    assert!(
+        d.iter()
+            .any(|d| d.code == monitor::rules::Code::BadOverride),
+        "{d:#?}"
+    );
 }

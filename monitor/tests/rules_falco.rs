@@ -13,13 +13,20 @@ fn load_all(file: &str) -> Option<(usize, usize, Vec<monitor::rules::Diagnostic>
     let path = dir.join(file);
     let text = std::fs::read_to_string(&path).unwrap();
     let total = text.lines().filter(|l| l.starts_with("- rule:")).count();
-    let opts = LoadOptions { enable_rules: vec!["*".into()], ..LoadOptions::default() };
+    let opts = LoadOptions {
+        enable_rules: vec!["*".into()],
+        ..LoadOptions::default()
+    };
     let (set, diags) = load_lenient(&[path], &opts);
     Some((total, set.len(), diags))
 }
 
 fn never_firing(diags: &[monitor::rules::Diagnostic]) -> Vec<&str> {
-    let mut v: Vec<&str> = diags.iter().filter(|d| d.message.starts_with("rule can never fire")).filter_map(|d| d.item.as_deref()).collect();
+    let mut v: Vec<&str> = diags
+        .iter()
+        .filter(|d| d.message.starts_with("rule can never fire"))
+        .filter_map(|d| d.item.as_deref())
+        .collect();
     v.sort();
     v
 }
@@ -34,13 +41,16 @@ fn summary(diags: &[monitor::rules::Diagnostic]) -> BTreeMap<(&'static str, Seve
 
 #[test]
 fn stable_rules_all_load_unmodified() {
-    let Some((total, loaded, diags)) = load_all("falco_rules.yaml") else { return };
+    let Some((total, loaded, diags)) = load_all("falco_rules.yaml") else {
+        return;
+    };
     assert_eq!(total, 25);
     assert_eq!(loaded, 25, "{diags:#?}");
     assert!(!diags.iter().any(|d| d.is_error()), "{diags:#?}");
     // The strict loader accepts the file as is (warnings only).
     let dir = rules_common::falco_rules_dir().unwrap();
-    let (set, _) = load(&[dir.join("falco_rules.yaml")], &LoadOptions::default()).expect("strict load");
+    let (set, _) =
+        load(&[dir.join("falco_rules.yaml")], &LoadOptions::default()).expect("strict load");
     assert_eq!(set.len(), 25);
     // What the warnings are: Falco fields our events do not carry, each named.
     let unsupported: std::collections::BTreeSet<String> = diags
@@ -50,16 +60,28 @@ fn stable_rules_all_load_unmodified() {
         .collect();
     assert_eq!(
         unsupported.into_iter().collect::<Vec<_>>(),
-        ["evt.num", "fd.connected", "fd.name_changed", "fd.sip.name", "proc.pexe"]
+        [
+            "evt.num",
+            "fd.connected",
+            "fd.name_changed",
+            "fd.sip.name",
+            "proc.pexe"
+        ]
     );
     // Only "Contact K8S API Server From Container" (fd.sip.name) can never fire.
-    let never: Vec<&str> = diags.iter().filter(|d| d.message.starts_with("rule can never fire")).filter_map(|d| d.item.as_deref()).collect();
+    let never: Vec<&str> = diags
+        .iter()
+        .filter(|d| d.message.starts_with("rule can never fire"))
+        .filter_map(|d| d.item.as_deref())
+        .collect();
     assert_eq!(never, ["Contact K8S API Server From Container"]);
 }
 
 #[test]
 fn stable_rules_fire_on_their_behaviour() {
-    let Some(dir) = rules_common::falco_rules_dir() else { return };
+    let Some(dir) = rules_common::falco_rules_dir() else {
+        return;
+    };
     let (set, _) = load(&[dir.join("falco_rules.yaml")], &LoadOptions::default()).expect("loads");
     let fx = rules_common::workspace().join("rules/fixtures/falco_rules");
     let mut fired_rules = std::collections::BTreeSet::new();
@@ -80,7 +102,9 @@ fn stable_rules_fire_on_their_behaviour() {
 
 #[test]
 fn incubating_rules_load_or_say_why() {
-    let Some((total, loaded, diags)) = load_all("falco-incubating_rules.yaml") else { return };
+    let Some((total, loaded, diags)) = load_all("falco-incubating_rules.yaml") else {
+        return;
+    };
     assert_eq!((total, loaded), (31, 31), "{:#?}", summary(&diags));
     assert!(!diags.iter().any(|d| d.is_error()));
     assert_eq!(
@@ -96,9 +120,15 @@ fn incubating_rules_load_or_say_why() {
 
 #[test]
 fn sandbox_rules_load_or_say_why() {
-    let Some((total, loaded, diags)) = load_all("falco-sandbox_rules.yaml") else { return };
+    let Some((total, loaded, diags)) = load_all("falco-sandbox_rules.yaml") else {
+        return;
+    };
     assert_eq!((total, loaded), (37, 37), "{:#?}", summary(&diags));
-    assert!(!diags.iter().any(|d| d.is_error()), "{:#?}", diags.iter().filter(|d| d.is_error()).collect::<Vec<_>>());
+    assert!(
+        !diags.iter().any(|d| d.is_error()),
+        "{:#?}",
+        diags.iter().filter(|d| d.is_error()).collect::<Vec<_>>()
+    );
     assert_eq!(never_firing(&diags), SANDBOX_NEVER);
 }
 

@@ -62,8 +62,16 @@ fn rejects_bad_conditions_at_the_offending_text() {
         match parser::parse(c) {
             Ok(e) => panic!("accepted {c:?}: {e:?}"),
             Err(e) => {
-                assert!(e.message.contains(msg), "{c:?}: message {:?} lacks {msg:?}", e.message);
-                assert_eq!(e.span.start, *start, "{c:?}: span {:?} ({})", e.span, e.message);
+                assert!(
+                    e.message.contains(msg),
+                    "{c:?}: message {:?} lacks {msg:?}",
+                    e.message
+                );
+                assert_eq!(
+                    e.span.start, *start,
+                    "{c:?}: span {:?} ({})",
+                    e.span, e.message
+                );
             }
         }
     }
@@ -100,13 +108,19 @@ fn diags(text: &str) -> Vec<monitor::rules::Diagnostic> {
 fn unknown_field_points_at_its_line_and_column() {
     let y = "- rule: r\n  desc: d\n  condition: evt.type = open and proc.nmae = bash\n  output: o\n  priority: INFO\n";
     let d = diags(y);
-    let e = d.iter().find(|d| d.code == Code::UnknownField).expect("unknown field diagnostic");
+    let e = d
+        .iter()
+        .find(|d| d.code == Code::UnknownField)
+        .expect("unknown field diagnostic");
     assert_eq!((e.pos.line, e.pos.col, e.len), (3, 34, 9));
     assert_eq!(e.offending(), "proc.nmae");
     assert_eq!(e.code.as_str(), "R0201");
     let r = e.render();
     assert!(r.contains("t.yaml:3:34"), "{r}");
-    assert!(r.contains("\n  |                                  ^^^^^^^^^\n"), "{r}");
+    assert!(
+        r.contains("\n  |                                  ^^^^^^^^^\n"),
+        "{r}"
+    );
 }
 
 #[test]
@@ -126,7 +140,10 @@ fn positions_inside_folded_blocks_and_macros() {
   priority: WARNING
 ";
     let d = diags(y);
-    let e = d.iter().find(|d| d.code == Code::BadLiteral).expect("bad literal");
+    let e = d
+        .iter()
+        .find(|d| d.code == Code::BadLiteral)
+        .expect("bad literal");
     assert_eq!((e.pos.line, e.pos.col), (5, 19), "{}", e.render());
     assert_eq!(e.offending(), "abc");
     assert_eq!(e.item.as_deref(), Some("r"));
@@ -149,16 +166,23 @@ fn yaml_syntax_and_item_shape_errors() {
     let d = diags("rule: r\n");
     assert_eq!(d[0].code, Code::BadItem);
     assert_eq!((d[0].pos.line, d[0].pos.col), (1, 1));
-    let d = diags("- rule: r\n  desc: d\n  condition: evt.type = open\n  output: o\n  priority: LOUD\n");
+    let d = diags(
+        "- rule: r\n  desc: d\n  condition: evt.type = open\n  output: o\n  priority: LOUD\n",
+    );
     let e = d.iter().find(|d| d.code == Code::BadPriority).unwrap();
     assert_eq!((e.pos.line, e.pos.col), (5, 13));
     let d = diags("- rule: r\n  condition: evt.type = open\n");
-    assert!(d.iter().any(|d| d.code == Code::BadKey && d.message.contains("desc")));
+    assert!(
+        d.iter()
+            .any(|d| d.code == Code::BadKey && d.message.contains("desc"))
+    );
 }
 
 #[test]
 fn type_and_operator_errors() {
-    let rule = |c: &str| format!("- rule: r\n  desc: d\n  condition: {c}\n  output: o\n  priority: INFO\n");
+    let rule = |c: &str| {
+        format!("- rule: r\n  desc: d\n  condition: {c}\n  output: o\n  priority: INFO\n")
+    };
     // (condition, code, offending text): the column is computed from where the text sits in
     // the condition, which starts at column 14 (`  condition: `).
     let cases: &[(&str, Code, &str)] = &[
@@ -175,7 +199,10 @@ fn type_and_operator_errors() {
     ];
     for (c, code, text) in cases {
         let d = diags(&rule(c));
-        let e = d.iter().find(|d| d.code == *code).unwrap_or_else(|| panic!("{c}: no {code:?} in {d:#?}"));
+        let e = d
+            .iter()
+            .find(|d| d.code == *code)
+            .unwrap_or_else(|| panic!("{c}: no {code:?} in {d:#?}"));
         let col = 14 + c.find(text).unwrap();
         assert_eq!((e.pos.line, e.pos.col), (3, col), "{c}: {}", e.render());
         assert_eq!(e.offending(), *text, "{c}: {}", e.render());
@@ -199,4 +226,85 @@ fn macro_cycles_are_reported() {
     let d = diags(y);
     let e = d.iter().find(|d| d.code == Code::MacroCycle).unwrap();
     assert!(e.message.contains("a -> b -> a"), "{}", e.message);
+}
+
+/// Garbage in, diagnostics out: no input makes the loader panic.
+#[test]
+fn random_conditions_never_panic() {
+    let atoms = [
+        "evt.type",
+        "=",
+        "!=",
+        "in",
+        "(",
+        ")",
+        ",",
+        "and",
+        "or",
+        "not",
+        "proc.name",
+        "bash",
+        "'q'",
+        "\"",
+        "exists",
+        "proc.aname[",
+        "]",
+        "2",
+        "tolower(",
+        "val(",
+        "glob",
+        "'[a-'",
+        "regex",
+        "'('",
+        "fd.sip",
+        "10.0.0.0/8",
+        "pmatch",
+        "m",
+        "<",
+        ">=",
+        "é",
+        "\\",
+        "\n",
+        "evt.arg.",
+        "evt.arg[0]",
+        "len(",
+        "intersects",
+        "contains",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let n = (next() % 12) as usize + 1;
+        let cond: Vec<&str> = (0..n)
+            .map(|_| atoms[(next() % atoms.len() as u64) as usize])
+            .collect();
+        let cond = cond.join(if next() % 2 == 0 { " " } else { "" });
+        let _ = parser::parse(&cond);
+        let y = format!(
+            "- macro: m\n  condition: evt.type = open\n- rule: r\n  desc: d\n  condition: {:?}\n  output: o %{}\n  priority: INFO\n",
+            cond,
+            atoms[(next() % atoms.len() as u64) as usize]
+        );
+        let (set, d) = load_str("fuzz.yaml", &y, &LoadOptions::default());
+        for x in &d {
+            let _ = x.render();
+        }
+        let _ = set.evaluate(&monitor::event::Event::default());
+    }
+}
+
+#[test]
+fn exception_without_fields_is_an_error() {
+    let y = "- rule: r\n  desc: d\n  condition: evt.type = open\n  output: o\n  priority: INFO\n  exceptions:\n    - name: e\n      fields: []\n";
+    let d = diags(y);
+    assert!(
+        d.iter()
+            .any(|d| d.code == Code::BadException && d.is_error()),
+        "{d:#?}"
+    );
 }

@@ -7,7 +7,9 @@ use arc_swap::ArcSwap;
 use monitor::rules::{LoadOptions, RuleSet, load, reload};
 
 fn metric(name: &str) -> f64 {
-    let text = prometheus::TextEncoder::new().encode_to_string(&prometheus::gather()).unwrap();
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&prometheus::gather())
+        .unwrap();
     text.lines()
         .find(|l| l.split_whitespace().next() == Some(name))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
@@ -16,10 +18,14 @@ fn metric(name: &str) -> f64 {
 
 #[test]
 fn reload_with_a_broken_file_keeps_the_old_set() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target").join("rules-reload-test");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("rules-reload-test");
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("r.yaml");
-    let good = "- rule: one\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: INFO\n";
+    let good =
+        "- rule: one\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: INFO\n";
     std::fs::write(&f, good).unwrap();
     let paths = vec![f.clone()];
     let (set, _) = load(&paths, &LoadOptions::default()).unwrap();
@@ -39,7 +45,11 @@ fn reload_with_a_broken_file_keeps_the_old_set() {
     std::fs::write(&f, "- rule: [broken\n").unwrap();
     let diags = reload(&live, &paths, &LoadOptions::default()).unwrap_err();
     assert!(diags.iter().any(|d| d.is_error()));
-    std::fs::write(&f, "- rule: one\n  desc: d\n  condition: proc.nope = 1\n  output: o\n  priority: INFO\n").unwrap();
+    std::fs::write(
+        &f,
+        "- rule: one\n  desc: d\n  condition: proc.nope = 1\n  output: o\n  priority: INFO\n",
+    )
+    .unwrap();
     reload(&live, &paths, &LoadOptions::default()).unwrap_err();
     assert!(Arc::ptr_eq(&held, &live.load_full()));
     assert_eq!(live.load().len(), 2);

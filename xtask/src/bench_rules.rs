@@ -26,18 +26,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("cargo build --release -p monitor failed");
     }
     let mut sets = vec![format!("shipped={}", root.join("rules").display())];
-    let falco = std::env::var_os("MONITOR_SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("..").join("shared")).join("third_party/falcosecurity-rules/falco_rules.yaml");
+    let falco = std::env::var_os("MONITOR_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("..").join("shared"))
+        .join("third_party/falcosecurity-rules/falco_rules.yaml");
     if falco.is_file() {
         sets.push(format!("falco-stable={}", falco.display()));
     } else {
-        eprintln!("note: {} not found (set MONITOR_SHARED_DIR); measuring the shipped set only", falco.display());
+        eprintln!(
+            "note: {} not found (set MONITOR_SHARED_DIR); measuring the shipped set only",
+            falco.display()
+        );
     }
     let mut cmd = Command::new(root.join("target/release/monitor"));
-    cmd.args(["rules", "bench", "--events", &args.events.to_string(), "--fixtures"]).arg(root.join("rules/fixtures"));
+    cmd.args([
+        "rules",
+        "bench",
+        "--events",
+        &args.events.to_string(),
+        "--fixtures",
+    ])
+    .arg(root.join("rules/fixtures"));
     for s in &sets {
         cmd.args(["--set", s]);
     }
-    let status = cmd.current_dir(&root).status().context("running monitor rules bench")?;
+    let status = cmd
+        .current_dir(&root)
+        .status()
+        .context("running monitor rules bench")?;
     if !status.success() {
         bail!("monitor rules bench failed");
     }

@@ -7,5 +7,4 @@ pub mod events;
 pub mod record;
 pub mod replay;
 pub mod rules;
-pub mod rules_bench;
 pub mod run;

@@ -48,8 +48,13 @@ pub fn print_alert(out: &mut impl Write, m: &Match, ev: &Event) -> std::io::Resu
 
 /// Read a recording, calling `f` with (line number, event); bad lines are reported to stderr
 /// and counted, never fatal. Returns (events, bad lines).
-pub fn for_each_event(file: &PathBuf, mut f: impl FnMut(usize, &Event) -> anyhow::Result<()>) -> anyhow::Result<(usize, usize)> {
-    let reader = std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?);
+pub fn for_each_event(
+    file: &PathBuf,
+    mut f: impl FnMut(usize, &Event) -> anyhow::Result<()>,
+) -> anyhow::Result<(usize, usize)> {
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+    );
     let (mut n, mut bad) = (0, 0);
     for (i, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", file.display()))?;
@@ -73,16 +78,25 @@ pub fn for_each_event(file: &PathBuf, mut f: impl FnMut(usize, &Event) -> anyhow
 }
 
 pub fn main(args: Args) -> anyhow::Result<i32> {
-    let opts = LoadOptions { min_priority: args.min_priority, ..LoadOptions::default() };
+    let opts = LoadOptions {
+        min_priority: args.min_priority,
+        ..LoadOptions::default()
+    };
     let set = match rules::load(&args.rules, &opts) {
         Ok((set, diags)) => {
-            for d in diags.iter().filter(|d| d.severity == rules::Severity::Warning) {
+            for d in diags
+                .iter()
+                .filter(|d| d.severity == rules::Severity::Warning)
+            {
                 eprint!("{}", d.render());
             }
             set
         }
         Err(diags) => {
-            for d in diags.iter().filter(|d| d.severity >= rules::Severity::Warning) {
+            for d in diags
+                .iter()
+                .filter(|d| d.severity >= rules::Severity::Warning)
+            {
                 eprint!("{}", d.render());
             }
             anyhow::bail!("the rules do not load");
@@ -99,6 +113,9 @@ pub fn main(args: Args) -> anyhow::Result<i32> {
         Ok(())
     })?;
     out.flush()?;
-    eprintln!("replay: {events} events, {alerts} alerts, {bad} unreadable lines, {} rules", set.len());
+    eprintln!(
+        "replay: {events} events, {alerts} alerts, {bad} unreadable lines, {} rules",
+        set.len()
+    );
     Ok(if bad > 0 { 1 } else { 0 })
 }

@@ -62,15 +62,31 @@ pub enum Cmd {
 
 pub fn main(args: Args) -> anyhow::Result<i32> {
     match args.cmd {
-        Cmd::Check { deny_warnings, verbose, all, paths } => check(&paths, deny_warnings, verbose, all),
+        Cmd::Check {
+            deny_warnings,
+            verbose,
+            all,
+            paths,
+        } => check(&paths, deny_warnings, verbose, all),
         Cmd::Test { fixtures, paths } => test(&paths, fixtures),
         Cmd::Diff { old, new, file } => diff(&old, &new, &file),
-        Cmd::Bench { sets, fixtures, events } => super::rules_bench::run(&sets, &fixtures, events),
+        Cmd::Bench {
+            sets,
+            fixtures,
+            events,
+        } => crate::rules::bench::run(&sets, &fixtures, events),
     }
 }
 
 fn check(paths: &[PathBuf], deny_warnings: bool, verbose: bool, all: bool) -> anyhow::Result<i32> {
-    let opts = LoadOptions { enable_rules: if all { vec!["*".to_string()] } else { Vec::new() }, ..LoadOptions::default() };
+    let opts = LoadOptions {
+        enable_rules: if all {
+            vec!["*".to_string()]
+        } else {
+            Vec::new()
+        },
+        ..LoadOptions::default()
+    };
     let (set, diags) = rules::load_lenient(paths, &opts);
     let mut counts = [0usize; 3];
     for d in &diags {
@@ -86,7 +102,11 @@ fn check(paths: &[PathBuf], deny_warnings: bool, verbose: bool, all: bool) -> an
         set.unindexed_rules(),
         set.content_hash()
     );
-    Ok(if errors > 0 || (deny_warnings && warnings > 0) { 1 } else { 0 })
+    Ok(if errors > 0 || (deny_warnings && warnings > 0) {
+        1
+    } else {
+        0
+    })
 }
 
 fn test(paths: &[PathBuf], fixtures: Option<PathBuf>) -> anyhow::Result<i32> {
@@ -101,7 +121,11 @@ fn test(paths: &[PathBuf], fixtures: Option<PathBuf>) -> anyhow::Result<i32> {
     };
     let files: Vec<PathBuf> = match fixtures {
         Some(dir) => fixture::files_in(&dir),
-        None => rules::expand_paths(paths).into_iter().filter_map(Result::ok).flat_map(|f| fixture::files_for(&f)).collect(),
+        None => rules::expand_paths(paths)
+            .into_iter()
+            .filter_map(Result::ok)
+            .flat_map(|f| fixture::files_for(&f))
+            .collect(),
     };
     let (mut pass, mut fail) = (0, 0);
     for f in &files {
@@ -120,11 +144,20 @@ fn test(paths: &[PathBuf], fixtures: Option<PathBuf>) -> anyhow::Result<i32> {
                 println!("ok   {} :: {}", f.display(), o.case);
             } else {
                 fail += 1;
-                println!("FAIL {} :: {}: {} (fired: {:?})", f.display(), o.case, o.problems.join("; "), o.fired);
+                println!(
+                    "FAIL {} :: {}: {} (fired: {:?})",
+                    f.display(),
+                    o.case,
+                    o.problems.join("; "),
+                    o.fired
+                );
             }
         }
     }
-    println!("rules test: {pass} passed, {fail} failed, {} fixture files", files.len());
+    println!(
+        "rules test: {pass} passed, {fail} failed, {} fixture files",
+        files.len()
+    );
     Ok(if fail > 0 || files.is_empty() { 1 } else { 0 })
 }
 

@@ -27,11 +27,19 @@ pub struct CondSrc {
 impl CondSrc {
     pub fn new(node: &yaml::Node, src: Arc<str>) -> CondSrc {
         let text = node.as_str().unwrap_or("").to_string();
-        CondSrc { text, segs: vec![(0, node.clone(), src)], fallback: node.pos.clone() }
+        CondSrc {
+            text,
+            segs: vec![(0, node.clone(), src)],
+            fallback: node.pos.clone(),
+        }
     }
 
     pub fn synthetic(text: String, pos: Pos) -> CondSrc {
-        CondSrc { text, segs: Vec::new(), fallback: pos }
+        CondSrc {
+            text,
+            segs: Vec::new(),
+            fallback: pos,
+        }
     }
 
     /// Falco's legacy `append: true` joins conditions with a space.
@@ -111,8 +119,24 @@ impl Lit {
 }
 
 impl<'a> Compiler<'a> {
-    pub fn new(macros: &'a HashMap<String, MacroDef>, lists: &'a HashMap<String, ListDef>, sink: &'a mut Sink, memo_ids: &'a mut HashMap<String, u32>, item: &str) -> Self {
-        Compiler { macros, lists, sink, memo_ids, item: item.to_string(), errors: 0, stack: Vec::new(), warned: HashSet::new(), unsupported_used: Vec::new() }
+    pub fn new(
+        macros: &'a HashMap<String, MacroDef>,
+        lists: &'a HashMap<String, ListDef>,
+        sink: &'a mut Sink,
+        memo_ids: &'a mut HashMap<String, u32>,
+        item: &str,
+    ) -> Self {
+        Compiler {
+            macros,
+            lists,
+            sink,
+            memo_ids,
+            item: item.to_string(),
+            errors: 0,
+            stack: Vec::new(),
+            warned: HashSet::new(),
+            unsupported_used: Vec::new(),
+        }
     }
 
     fn error(&mut self, code: Code, pos: &Pos, len: usize, msg: String) {
@@ -132,20 +156,39 @@ impl<'a> Compiler<'a> {
             Expr::Or(v) => Node::Or(v.iter().map(|x| self.expr(x, src)).collect()),
             Expr::Not(x) => Node::Not(Box::new(self.expr(x, src))),
             Expr::Macro(name, span) => self.macro_ref(name, *span, src),
-            Expr::Check { field, op, op_span, rhs } => self.check(field, *op, *op_span, rhs, src),
+            Expr::Check {
+                field,
+                op,
+                op_span,
+                rhs,
+            } => self.check(field, *op, *op_span, rhs, src),
         }
     }
 
     fn macro_ref(&mut self, name: &str, span: Span, src: &CondSrc) -> Node {
         let pos = || src.locate(span.start);
         let Some(m) = self.macros.get(name) else {
-            let hint = if self.lists.contains_key(name) { " (it is a list: use it inside `in (...)`)" } else { "" };
-            self.error(Code::UndefinedMacro, &pos(), span.len(), format!("`{name}` is not a defined macro{hint}"));
+            let hint = if self.lists.contains_key(name) {
+                " (it is a list: use it inside `in (...)`)"
+            } else {
+                ""
+            };
+            self.error(
+                Code::UndefinedMacro,
+                &pos(),
+                span.len(),
+                format!("`{name}` is not a defined macro{hint}"),
+            );
             return Node::Const(false);
         };
         if self.stack.iter().any(|s| s == name) {
             let chain = format!("{} -> {name}", self.stack.join(" -> "));
-            self.error(Code::MacroCycle, &pos(), span.len(), format!("macro cycle: {chain}"));
+            self.error(
+                Code::MacroCycle,
+                &pos(),
+                span.len(),
+                format!("macro cycle: {chain}"),
+            );
             return Node::Const(false);
         }
         let Some(parsed) = &m.parsed else {
@@ -180,7 +223,12 @@ impl<'a> Compiler<'a> {
                 return Some(None);
             }
             Lookup::Unknown => {
-                self.error(Code::UnknownField, &pos(), f.name_span.len(), format!("unknown field `{}`", f.name));
+                self.error(
+                    Code::UnknownField,
+                    &pos(),
+                    f.name_span.len(),
+                    format!("unknown field `{}`", f.name),
+                );
                 return None;
             }
             Lookup::BadArg(msg) => {
@@ -191,10 +239,20 @@ impl<'a> Compiler<'a> {
         let mut ty = spec.ty;
         let mut ts = Vec::new();
         for t in &f.transformers {
-            let Some(tr) = Transformer::from_name(t) else { continue };
+            let Some(tr) = Transformer::from_name(t) else {
+                continue;
+            };
             if ty != Ty::Str {
                 let p = src.locate(f.span.start);
-                self.error(Code::BadOperator, &p, f.span.len(), format!("transformer `{t}` applies to strings, `{}` is not one", f.name));
+                self.error(
+                    Code::BadOperator,
+                    &p,
+                    f.span.len(),
+                    format!(
+                        "transformer `{t}` applies to strings, `{}` is not one",
+                        f.name
+                    ),
+                );
                 return None;
             }
             if tr == Transformer::Len {
@@ -202,7 +260,14 @@ impl<'a> Compiler<'a> {
             }
             ts.push(tr);
         }
-        Some(Some((FieldRef { id: spec.id, arg, transformers: ts }, ty)))
+        Some(Some((
+            FieldRef {
+                id: spec.id,
+                arg,
+                transformers: ts,
+            },
+            ty,
+        )))
     }
 
     /// Expand a list literal: bare items naming a list are replaced by its items (recursively).
@@ -215,29 +280,45 @@ impl<'a> Compiler<'a> {
                 self.expand_list(&v.text, l, &mut seen, out);
                 continue;
             }
-            out.push(Lit { text: v.text.clone(), at: At::Offset(v.span.start), len: v.span.len() });
+            out.push(Lit {
+                text: v.text.clone(),
+                at: At::Offset(v.span.start),
+                len: v.span.len(),
+            });
         }
     }
 
-    fn expand_list(&mut self, name: &str, l: &ListDef, seen: &mut HashSet<String>, out: &mut Vec<Lit>) {
+    fn expand_list(
+        &mut self,
+        name: &str,
+        l: &ListDef,
+        seen: &mut HashSet<String>,
+        out: &mut Vec<Lit>,
+    ) {
         if !seen.insert(name.to_string()) {
             return;
         }
         for it in &l.items {
             let (text, quoted) = unquote_item(&it.text);
-            if !quoted
-                && let Some(inner) = self.lists.get(&text)
-            {
+            if !quoted && let Some(inner) = self.lists.get(&text) {
                 self.expand_list(&text, inner, seen, out);
                 continue;
             }
-            out.push(Lit { text, at: At::Pos(it.pos.clone()), len: it.text.chars().count() });
+            out.push(Lit {
+                text,
+                at: At::Pos(it.pos.clone()),
+                len: it.text.chars().count(),
+            });
         }
     }
 
     fn check(&mut self, f: &FieldExpr, op: Op, op_span: Span, rhs: &Rhs, src: &CondSrc) -> Node {
-        let Some(resolved) = self.field(f, src) else { return Node::Const(false) };
-        let Some((mut field, ty)) = resolved else { return Node::Const(false) };
+        let Some(resolved) = self.field(f, src) else {
+            return Node::Const(false);
+        };
+        let Some((mut field, ty)) = resolved else {
+            return Node::Const(false);
+        };
         // `proc.args intersects (...)` means "any argument is one of": compare argv
         // element-wise instead of the joined string.
         if op == Op::Intersects && field.id == Id::ProcArgs && field.transformers.is_empty() {
@@ -245,19 +326,48 @@ impl<'a> Compiler<'a> {
         }
         let field = field;
         let bad_op = |c: &mut Self| {
-            c.error(Code::BadOperator, &src.locate(op_span.start), op_span.len(), format!("operator `{}` does not apply to `{}` ({})", op.as_str(), f.name, ty_name(ty)));
+            c.error(
+                Code::BadOperator,
+                &src.locate(op_span.start),
+                op_span.len(),
+                format!(
+                    "operator `{}` does not apply to `{}` ({})",
+                    op.as_str(),
+                    f.name,
+                    ty_name(ty)
+                ),
+            );
             Node::Const(false)
         };
-        let mk = |test: Test, negate: bool| Node::Check(Box::new(Check { field: field.clone(), test, negate }));
+        let mk = |test: Test, negate: bool| {
+            Node::Check(Box::new(Check {
+                field: field.clone(),
+                test,
+                negate,
+            }))
+        };
 
         if op == Op::Exists {
             return mk(Test::Exists, false);
         }
         if let Rhs::Field(other) = rhs {
-            let Some(Some((oref, oty))) = self.field(other, src) else { return Node::Const(false) };
+            let Some(Some((oref, oty))) = self.field(other, src) else {
+                return Node::Const(false);
+            };
             if oty != ty {
                 let p = src.locate(other.span.start);
-                self.error(Code::BadOperator, &p, other.span.len(), format!("cannot compare `{}` ({}) with `{}` ({})", f.name, ty_name(ty), other.name, ty_name(oty)));
+                self.error(
+                    Code::BadOperator,
+                    &p,
+                    other.span.len(),
+                    format!(
+                        "cannot compare `{}` ({}) with `{}` ({})",
+                        f.name,
+                        ty_name(ty),
+                        other.name,
+                        ty_name(oty)
+                    ),
+                );
                 return Node::Const(false);
             }
             return mk(Test::Field(op, oref), op == Op::Ne);
@@ -265,20 +375,32 @@ impl<'a> Compiler<'a> {
         // Gather literal(s).
         let mut lits = Vec::new();
         match rhs {
-            Rhs::Value(v) => lits.push(Lit { text: v.text.clone(), at: At::Offset(v.span.start), len: v.span.len() }),
+            Rhs::Value(v) => lits.push(Lit {
+                text: v.text.clone(),
+                at: At::Offset(v.span.start),
+                len: v.span.len(),
+            }),
             Rhs::List(items, _) => self.expand(items, &mut lits),
             Rhs::None | Rhs::Field(_) => {}
         }
 
         // evt.type: a kind set, which also feeds the index.
-        if field.id == Id::EvtType && field.transformers.is_empty() && matches!(op, Op::Eq | Op::Ne | Op::In) {
+        if field.id == Id::EvtType
+            && field.transformers.is_empty()
+            && matches!(op, Op::Eq | Op::Ne | Op::In)
+        {
             let mut set = KindSet::default();
             for l in &lits {
                 match EventType::from_name(&l.text) {
                     Some(k) => set.insert(k),
                     None => {
                         if self.warned.insert(format!("evt.type={}", l.text)) {
-                            self.warn(Code::UncapturedEventType, &l.pos(src), l.len, format!("event type `{}` is never captured by the monitor", l.text));
+                            self.warn(
+                                Code::UncapturedEventType,
+                                &l.pos(src),
+                                l.len,
+                                format!("event type `{}` is never captured by the monitor", l.text),
+                            );
                         }
                     }
                 }
@@ -294,7 +416,15 @@ impl<'a> Compiler<'a> {
                     match parse_int(&l.text) {
                         Some(i) => vals.push(i),
                         None => {
-                            self.error(Code::BadLiteral, &l.pos(src), l.len, format!("`{}` is not an integer (field `{}` is numeric)", l.text, f.name));
+                            self.error(
+                                Code::BadLiteral,
+                                &l.pos(src),
+                                l.len,
+                                format!(
+                                    "`{}` is not an integer (field `{}` is numeric)",
+                                    l.text, f.name
+                                ),
+                            );
                             return Node::Const(false);
                         }
                     }
@@ -318,7 +448,15 @@ impl<'a> Compiler<'a> {
                         "true" => vals.push(true),
                         "false" => vals.push(false),
                         _ => {
-                            self.error(Code::BadLiteral, &l.pos(src), l.len, format!("`{}` is not `true` or `false` (field `{}` is boolean)", l.text, f.name));
+                            self.error(
+                                Code::BadLiteral,
+                                &l.pos(src),
+                                l.len,
+                                format!(
+                                    "`{}` is not `true` or `false` (field `{}` is boolean)",
+                                    l.text, f.name
+                                ),
+                            );
                             return Node::Const(false);
                         }
                     }
@@ -326,10 +464,12 @@ impl<'a> Compiler<'a> {
                 match op {
                     Op::Eq => mk(Test::BEq(vals[0]), false),
                     Op::Ne => mk(Test::BEq(vals[0]), true),
-                    Op::In | Op::Intersects => match (vals.contains(&true), vals.contains(&false)) {
-                        (true, true) => mk(Test::Exists, false),
-                        (t, _) => mk(Test::BEq(t), false),
-                    },
+                    Op::In | Op::Intersects => {
+                        match (vals.contains(&true), vals.contains(&false)) {
+                            (true, true) => mk(Test::Exists, false),
+                            (t, _) => mk(Test::BEq(t), false),
+                        }
+                    }
                     _ => bad_op(self),
                 }
             }
@@ -339,7 +479,15 @@ impl<'a> Compiler<'a> {
                     match Cidr::parse(&l.text) {
                         Some(c) => nets.push(c),
                         None => {
-                            self.error(Code::BadLiteral, &l.pos(src), l.len, format!("`{}` is not an IP address or CIDR network (field `{}`)", l.text, f.name));
+                            self.error(
+                                Code::BadLiteral,
+                                &l.pos(src),
+                                l.len,
+                                format!(
+                                    "`{}` is not an IP address or CIDR network (field `{}`)",
+                                    l.text, f.name
+                                ),
+                            );
                             return Node::Const(false);
                         }
                     }
@@ -353,7 +501,14 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn str_check(&mut self, op: Op, lits: &[Lit], src: &CondSrc, mk: &dyn Fn(Test, bool) -> Node, bad_op: impl Fn(&mut Self) -> Node) -> Node {
+    fn str_check(
+        &mut self,
+        op: Op,
+        lits: &[Lit],
+        src: &CondSrc,
+        mk: &dyn Fn(Test, bool) -> Node,
+        bad_op: impl Fn(&mut Self) -> Node,
+    ) -> Node {
         let first = lits.first().map(|l| l.text.as_str()).unwrap_or("");
         match op {
             Op::Eq => mk(Test::SEq(first.into()), false),
@@ -362,7 +517,10 @@ impl<'a> Compiler<'a> {
                 if lits.len() == 1 {
                     mk(Test::SEq(first.into()), false)
                 } else {
-                    mk(Test::SSet(lits.iter().map(|l| l.text.as_str().into()).collect()), false)
+                    mk(
+                        Test::SSet(lits.iter().map(|l| l.text.as_str().into()).collect()),
+                        false,
+                    )
                 }
             }
             Op::Contains => mk(Test::SContains(first.into()), false),
@@ -374,14 +532,28 @@ impl<'a> Compiler<'a> {
                 Some(b) => mk(Test::BStarts(b), false),
                 None => {
                     let l = &lits[0];
-                    self.error(Code::BadLiteral, &l.pos(src), l.len, format!("`{}` is not a hex byte string", l.text));
+                    self.error(
+                        Code::BadLiteral,
+                        &l.pos(src),
+                        l.len,
+                        format!("`{}` is not a hex byte string", l.text),
+                    );
                     Node::Const(false)
                 }
             },
             Op::Glob | Op::IGlob => {
-                let pat = if op == Op::IGlob { first.to_lowercase() } else { first.to_string() };
+                let pat = if op == Op::IGlob {
+                    first.to_lowercase()
+                } else {
+                    first.to_string()
+                };
                 match Glob::new(&pat) {
-                    Ok(g) if op == Op::Glob => mk(Test::SGlob(Box::new(g)), false),
+                    Ok(g) if op == Op::Glob => match g.as_simple() {
+                        Some((b'=', l)) => mk(Test::SEq(l.into()), false),
+                        Some((b's', l)) => mk(Test::SStarts(l.into()), false),
+                        Some((_, l)) => mk(Test::SEnds(l.into()), false),
+                        None => mk(Test::SGlob(Box::new(g)), false),
+                    },
                     Ok(g) => mk(Test::SIGlob(Box::new(g)), false),
                     Err(e) => {
                         let l = &lits[0];
@@ -390,12 +562,22 @@ impl<'a> Compiler<'a> {
                     }
                 }
             }
-            Op::PMatch => mk(Test::PMatch(Box::new(PathPrefixes::new(lits.iter().map(|l| l.text.as_str())))), false),
+            Op::PMatch => mk(
+                Test::PMatch(Box::new(PathPrefixes::new(
+                    lits.iter().map(|l| l.text.as_str()),
+                ))),
+                false,
+            ),
             Op::Regex => match regex::RegexBuilder::new(first).size_limit(1 << 20).build() {
                 Ok(r) => mk(Test::Regex(Box::new(r)), false),
                 Err(e) => {
                     let l = &lits[0];
-                    self.error(Code::BadPattern, &l.pos(src), l.len, format!("invalid regular expression: {e}"));
+                    self.error(
+                        Code::BadPattern,
+                        &l.pos(src),
+                        l.len,
+                        format!("invalid regular expression: {e}"),
+                    );
                     Node::Const(false)
                 }
             },
@@ -423,10 +605,13 @@ fn parse_int(s: &str) -> Option<i64> {
 
 fn hex_bytes(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 || s.is_empty() {
+    if !s.len().is_multiple_of(2) || s.is_empty() {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Parse `name` or `name[arg]` (exception `fields:` entries) into a field expression.
@@ -436,5 +621,11 @@ pub fn field_expr(text: &str) -> FieldExpr {
         None => (text.to_string(), None),
     };
     let n = text.chars().count();
-    FieldExpr { name, arg, transformers: Vec::new(), span: Span { start: 0, end: n }, name_span: Span { start: 0, end: n } }
+    FieldExpr {
+        name,
+        arg,
+        transformers: Vec::new(),
+        span: Span { start: 0, end: n },
+        name_span: Span { start: 0, end: n },
+    }
 }

@@ -138,7 +138,11 @@ impl Diagnostic {
 
     /// The offending text (what the caret underlines).
     pub fn offending(&self) -> String {
-        self.source_line.chars().skip(self.pos.col.saturating_sub(1)).take(self.len.max(1)).collect()
+        self.source_line
+            .chars()
+            .skip(self.pos.col.saturating_sub(1))
+            .take(self.len.max(1))
+            .collect()
     }
 
     /// rustc-like rendering with the source line and a caret line under the offending text.
@@ -157,7 +161,11 @@ impl Diagnostic {
             let num = self.pos.line.to_string();
             let pad = " ".repeat(num.len());
             // Tabs would shift the caret: render them as single spaces on both lines.
-            let line: String = self.source_line.chars().map(|c| if c == '\t' { ' ' } else { c }).collect();
+            let line: String = self
+                .source_line
+                .chars()
+                .map(|c| if c == '\t' { ' ' } else { c })
+                .collect();
             s.push_str(&format!("{pad} |\n{num} | {line}\n{pad} | "));
             s.push_str(&" ".repeat(self.pos.col.saturating_sub(1)));
             s.push_str(&"^".repeat(self.len.max(1)));
@@ -183,17 +191,31 @@ pub struct Sink {
 
 impl Sink {
     pub fn add_file(&mut self, name: Arc<str>, text: Arc<str>) {
-        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         self.files.push((name, text, starts));
     }
 
     fn line_of(&self, pos: &Pos) -> String {
-        let Some((_, text, starts)) = self.files.iter().find(|(n, _, _)| **n == *pos.file) else { return String::new() };
-        let Some(&start) = starts.get(pos.line.saturating_sub(1)) else { return String::new() };
+        let Some((_, text, starts)) = self.files.iter().find(|(n, _, _)| **n == *pos.file) else {
+            return String::new();
+        };
+        let Some(&start) = starts.get(pos.line.saturating_sub(1)) else {
+            return String::new();
+        };
         text[start..].lines().next().unwrap_or("").to_string()
     }
 
-    pub fn push(&mut self, code: Code, severity: Severity, pos: &Pos, len: usize, item: Option<&str>, message: String) {
+    pub fn push(
+        &mut self,
+        code: Code,
+        severity: Severity,
+        pos: &Pos,
+        len: usize,
+        item: Option<&str>,
+        message: String,
+    ) {
         let source_line = self.line_of(pos);
         self.diags.push(Diagnostic {
             code,
@@ -206,7 +228,14 @@ impl Sink {
         });
     }
 
-    pub fn error(&mut self, code: Code, pos: &Pos, len: usize, item: Option<&str>, message: String) {
+    pub fn error(
+        &mut self,
+        code: Code,
+        pos: &Pos,
+        len: usize,
+        item: Option<&str>,
+        message: String,
+    ) {
         self.push(code, Severity::Error, pos, len, item, message);
     }
 

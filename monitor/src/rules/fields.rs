@@ -145,71 +145,393 @@ pub struct Spec {
 
 macro_rules! spec {
     ($name:literal, $id:ident, $ty:ident, $arg:ident, $cost:literal, $doc:literal) => {
-        Spec { name: $name, id: Id::$id, ty: Ty::$ty, arg: ArgKind::$arg, cost: $cost, doc: $doc }
+        Spec {
+            name: $name,
+            id: Id::$id,
+            ty: Ty::$ty,
+            arg: ArgKind::$arg,
+            cost: $cost,
+            doc: $doc,
+        }
     };
 }
 
 /// Supported fields. `rules/README.md` documents the same table.
 pub static FIELDS: &[Spec] = &[
-    spec!("evt.type", EvtType, Str, None, 0, "syscall name (execve, openat ...), `procexit`"),
-    spec!("evt.dir", EvtDir, Str, None, 0, "always `<`: every event is a syscall exit"),
-    spec!("evt.res", EvtRes, Str, None, 1, "`SUCCESS` or the errno name (`ENOENT`)"),
+    spec!(
+        "evt.type",
+        EvtType,
+        Str,
+        None,
+        0,
+        "syscall name (execve, openat ...), `procexit`"
+    ),
+    spec!(
+        "evt.dir",
+        EvtDir,
+        Str,
+        None,
+        0,
+        "always `<`: every event is a syscall exit"
+    ),
+    spec!(
+        "evt.res",
+        EvtRes,
+        Str,
+        None,
+        1,
+        "`SUCCESS` or the errno name (`ENOENT`)"
+    ),
     spec!("evt.rawres", EvtRawRes, Int, None, 1, "return value as is"),
     spec!("evt.failed", EvtFailed, Bool, None, 1, "return value < 0"),
     spec!("evt.time", EvtTime, Str, None, 3, "HH:MM:SS.nnnnnnnnn UTC"),
     spec!("evt.time.s", EvtTimeS, Str, None, 3, "HH:MM:SS UTC"),
-    spec!("evt.time.iso8601", EvtTimeIso, Str, None, 3, "RFC 3339 with ns, UTC"),
-    spec!("evt.datetime", EvtDatetime, Str, None, 3, "YYYY-MM-DD HH:MM:SS.nnnnnnnnn UTC"),
-    spec!("evt.rawtime", EvtRawTime, Int, None, 1, "ns since the epoch"),
-    spec!("evt.hostname", EvtHostname, Str, None, 1, "this host's name"),
+    spec!(
+        "evt.time.iso8601",
+        EvtTimeIso,
+        Str,
+        None,
+        3,
+        "RFC 3339 with ns, UTC"
+    ),
+    spec!(
+        "evt.datetime",
+        EvtDatetime,
+        Str,
+        None,
+        3,
+        "YYYY-MM-DD HH:MM:SS.nnnnnnnnn UTC"
+    ),
+    spec!(
+        "evt.rawtime",
+        EvtRawTime,
+        Int,
+        None,
+        1,
+        "ns since the epoch"
+    ),
+    spec!(
+        "evt.hostname",
+        EvtHostname,
+        Str,
+        None,
+        1,
+        "this host's name"
+    ),
     spec!("evt.source", EvtSource, Str, None, 0, "always `syscall`"),
-    spec!("evt.args", EvtArgs, Str, None, 4, "all arguments, `name=value` separated by spaces"),
-    spec!("evt.arg", EvtArg, Str, Key, 2, "argument by name, rendered (`evt.arg.flags` = `O_WRONLY|O_TRUNC`)"),
-    spec!("evt.rawarg", EvtRawArg, Int, Key, 2, "argument by name, raw integer"),
-    spec!("evt.is_open_read", EvtIsOpenRead, Bool, None, 1, "open-family call with O_RDONLY or O_RDWR"),
-    spec!("evt.is_open_write", EvtIsOpenWrite, Bool, None, 1, "open-family call with O_WRONLY or O_RDWR, or creat"),
-    spec!("evt.is_open_exec", EvtIsOpenExec, Bool, None, 1, "open-family call creating a file with an execute bit"),
-    spec!("proc.name", ProcName, Str, None, 1, "task comm (set by the process itself)"),
+    spec!(
+        "evt.args",
+        EvtArgs,
+        Str,
+        None,
+        4,
+        "all arguments, `name=value` separated by spaces"
+    ),
+    spec!(
+        "evt.arg",
+        EvtArg,
+        Str,
+        Key,
+        2,
+        "argument by name, rendered (`evt.arg.flags` = `O_WRONLY|O_TRUNC`)"
+    ),
+    spec!(
+        "evt.rawarg",
+        EvtRawArg,
+        Int,
+        Key,
+        2,
+        "argument by name, raw integer"
+    ),
+    spec!(
+        "evt.is_open_read",
+        EvtIsOpenRead,
+        Bool,
+        None,
+        1,
+        "open-family call with O_RDONLY or O_RDWR"
+    ),
+    spec!(
+        "evt.is_open_write",
+        EvtIsOpenWrite,
+        Bool,
+        None,
+        1,
+        "open-family call with O_WRONLY or O_RDWR, or creat"
+    ),
+    spec!(
+        "evt.is_open_exec",
+        EvtIsOpenExec,
+        Bool,
+        None,
+        1,
+        "open-family call creating a file with an execute bit"
+    ),
+    spec!(
+        "proc.name",
+        ProcName,
+        Str,
+        None,
+        1,
+        "task comm (set by the process itself)"
+    ),
     spec!("proc.exe", ProcExe, Str, None, 1, "argv[0]"),
-    spec!("proc.exepath", ProcExePath, Str, None, 1, "executable path resolved by the kernel"),
-    spec!("proc.cmdline", ProcCmdline, Str, None, 4, "proc.name and the arguments"),
-    spec!("proc.args", ProcArgs, Str, None, 3, "argv[1..] joined by spaces"),
+    spec!(
+        "proc.exepath",
+        ProcExePath,
+        Str,
+        None,
+        1,
+        "executable path resolved by the kernel"
+    ),
+    spec!(
+        "proc.cmdline",
+        ProcCmdline,
+        Str,
+        None,
+        4,
+        "proc.name and the arguments"
+    ),
+    spec!(
+        "proc.args",
+        ProcArgs,
+        Str,
+        None,
+        3,
+        "argv[1..] joined by spaces"
+    ),
     spec!("proc.pid", ProcPid, Int, None, 1, "tgid"),
     spec!("proc.ppid", ProcPpid, Int, None, 1, "parent tgid"),
     spec!("thread.tid", ProcTid, Int, None, 1, "thread id"),
     spec!("proc.pname", ProcPname, Str, None, 1, "parent's comm"),
-    spec!("proc.pcmdline", ProcPcmdline, Str, None, 4, "parent's name and arguments"),
-    spec!("proc.pexepath", ProcPexePath, Str, None, 1, "parent's executable path"),
-    spec!("proc.aname", ProcAname, Str, OptIndex, 2, "ancestor comm: [0] self, [1] parent ...; without index any ancestor"),
-    spec!("proc.apid", ProcApid, Int, OptIndex, 2, "ancestor pid, as proc.aname"),
-    spec!("proc.aexepath", ProcAexePath, Str, OptIndex, 2, "ancestor executable path, as proc.aname"),
-    spec!("proc.cwd", ProcCwd, Str, None, 1, "working directory at exec"),
-    spec!("proc.tty", ProcTty, Int, None, 1, "controlling tty device number, 0 when none"),
-    spec!("proc.duration", ProcDuration, Int, None, 1, "ns since the process started"),
-    spec!("proc.start_ts", ProcStartTs, Int, None, 1, "process start, ns since the epoch (own)"),
-    spec!("proc.is_exe_upper_layer", ProcIsExeUpperLayer, Bool, None, 1, "executable on an overlayfs upper layer"),
-    spec!("proc.is_exe_from_memfd", ProcIsExeFromMemfd, Bool, None, 1, "executable is a memfd"),
-    spec!("proc.exec_id", ProcExecId, Str, None, 1, "pid-reuse-proof process identity (own)"),
-    spec!("proc.stdin_type", ProcStdinType, Str, None, 1, "fd 0 type at exec: file, pipe, ipv4, ipv6, unix, tty ... (own)"),
-    spec!("proc.stdout_type", ProcStdoutType, Str, None, 1, "fd 1 type at exec (own)"),
-    spec!("proc.stderr_type", ProcStderrType, Str, None, 1, "fd 2 type at exec (own)"),
-    spec!("proc.args_truncated", ProcArgsTruncated, Bool, None, 1, "argv was cut at the capture bound (own)"),
-    spec!("thread.cap_effective", ThreadCapEffective, Str, None, 3, "effective capabilities, `CAP_X CAP_Y`"),
+    spec!(
+        "proc.pcmdline",
+        ProcPcmdline,
+        Str,
+        None,
+        4,
+        "parent's name and arguments"
+    ),
+    spec!(
+        "proc.pexepath",
+        ProcPexePath,
+        Str,
+        None,
+        1,
+        "parent's executable path"
+    ),
+    spec!(
+        "proc.aname",
+        ProcAname,
+        Str,
+        OptIndex,
+        2,
+        "ancestor comm: [0] self, [1] parent ...; without index any ancestor"
+    ),
+    spec!(
+        "proc.apid",
+        ProcApid,
+        Int,
+        OptIndex,
+        2,
+        "ancestor pid, as proc.aname"
+    ),
+    spec!(
+        "proc.aexepath",
+        ProcAexePath,
+        Str,
+        OptIndex,
+        2,
+        "ancestor executable path, as proc.aname"
+    ),
+    spec!(
+        "proc.cwd",
+        ProcCwd,
+        Str,
+        None,
+        1,
+        "working directory at exec"
+    ),
+    spec!(
+        "proc.tty",
+        ProcTty,
+        Int,
+        None,
+        1,
+        "controlling tty device number, 0 when none"
+    ),
+    spec!(
+        "proc.duration",
+        ProcDuration,
+        Int,
+        None,
+        1,
+        "ns since the process started"
+    ),
+    spec!(
+        "proc.start_ts",
+        ProcStartTs,
+        Int,
+        None,
+        1,
+        "process start, ns since the epoch (own)"
+    ),
+    spec!(
+        "proc.is_exe_upper_layer",
+        ProcIsExeUpperLayer,
+        Bool,
+        None,
+        1,
+        "executable on an overlayfs upper layer"
+    ),
+    spec!(
+        "proc.is_exe_from_memfd",
+        ProcIsExeFromMemfd,
+        Bool,
+        None,
+        1,
+        "executable is a memfd"
+    ),
+    spec!(
+        "proc.exec_id",
+        ProcExecId,
+        Str,
+        None,
+        1,
+        "pid-reuse-proof process identity (own)"
+    ),
+    spec!(
+        "proc.stdin_type",
+        ProcStdinType,
+        Str,
+        None,
+        1,
+        "fd 0 type at exec: file, pipe, ipv4, ipv6, unix, tty ... (own)"
+    ),
+    spec!(
+        "proc.stdout_type",
+        ProcStdoutType,
+        Str,
+        None,
+        1,
+        "fd 1 type at exec (own)"
+    ),
+    spec!(
+        "proc.stderr_type",
+        ProcStderrType,
+        Str,
+        None,
+        1,
+        "fd 2 type at exec (own)"
+    ),
+    spec!(
+        "proc.args_truncated",
+        ProcArgsTruncated,
+        Bool,
+        None,
+        1,
+        "argv was cut at the capture bound (own)"
+    ),
+    spec!(
+        "thread.cap_effective",
+        ThreadCapEffective,
+        Str,
+        None,
+        3,
+        "effective capabilities, `CAP_X CAP_Y`"
+    ),
     spec!("user.uid", UserUid, Int, None, 1, "effective uid"),
     spec!("user.ruid", UserRuid, Int, None, 1, "real uid (own)"),
-    spec!("user.name", UserName, Str, None, 2, "name of user.uid: root, or the host's /etc/passwd for host processes"),
-    spec!("user.loginuid", UserLoginUid, Int, None, 1, "audit login uid, -1 when unset"),
+    spec!(
+        "user.name",
+        UserName,
+        Str,
+        None,
+        2,
+        "name of user.uid: root, or the host's /etc/passwd for host processes"
+    ),
+    spec!(
+        "user.loginuid",
+        UserLoginUid,
+        Int,
+        None,
+        1,
+        "audit login uid, -1 when unset"
+    ),
     spec!("group.gid", GroupGid, Int, None, 1, "effective gid"),
     spec!("fd.num", FdNum, Int, None, 1, "fd number"),
-    spec!("fd.type", FdType, Str, None, 1, "file, directory, ipv4, ipv6, unix, pipe, memfd ..."),
-    spec!("fd.typechar", FdTypeChar, Str, None, 1, "f, d, 4, 6, u, p ..."),
-    spec!("fd.name", FdName, Str, None, 1, "file path (kernel-resolved when fd.path_source=kernel), socket tuple, unix path"),
-    spec!("fd.nameraw", FdNameRaw, Str, None, 1, "path exactly as the caller passed it"),
-    spec!("fd.directory", FdDirectory, Str, None, 2, "directory of fd.name"),
-    spec!("fd.filename", FdFilename, Str, None, 2, "last component of fd.name"),
-    spec!("fd.path_source", FdPathSource, Str, None, 1, "`kernel` or `user` (own)"),
-    spec!("fd.host_path", FdHostPath, Str, None, 1, "the same object's path on the host (own)"),
-    spec!("fd.target_path", FdTargetPath, Str, None, 1, "second path of rename/link/symlink (own)"),
+    spec!(
+        "fd.type",
+        FdType,
+        Str,
+        None,
+        1,
+        "file, directory, ipv4, ipv6, unix, pipe, memfd ..."
+    ),
+    spec!(
+        "fd.typechar",
+        FdTypeChar,
+        Str,
+        None,
+        1,
+        "f, d, 4, 6, u, p ..."
+    ),
+    spec!(
+        "fd.name",
+        FdName,
+        Str,
+        None,
+        1,
+        "file path (kernel-resolved when fd.path_source=kernel), socket tuple, unix path"
+    ),
+    spec!(
+        "fd.nameraw",
+        FdNameRaw,
+        Str,
+        None,
+        1,
+        "path exactly as the caller passed it"
+    ),
+    spec!(
+        "fd.directory",
+        FdDirectory,
+        Str,
+        None,
+        2,
+        "directory of fd.name"
+    ),
+    spec!(
+        "fd.filename",
+        FdFilename,
+        Str,
+        None,
+        2,
+        "last component of fd.name"
+    ),
+    spec!(
+        "fd.path_source",
+        FdPathSource,
+        Str,
+        None,
+        1,
+        "`kernel` or `user` (own)"
+    ),
+    spec!(
+        "fd.host_path",
+        FdHostPath,
+        Str,
+        None,
+        1,
+        "the same object's path on the host (own)"
+    ),
+    spec!(
+        "fd.target_path",
+        FdTargetPath,
+        Str,
+        None,
+        1,
+        "second path of rename/link/symlink (own)"
+    ),
     spec!("fd.sip", FdSip, Ip, None, 1, "server IP"),
     spec!("fd.sport", FdSport, Int, None, 1, "server port"),
     spec!("fd.cip", FdCip, Ip, None, 1, "client IP"),
@@ -218,31 +540,178 @@ pub static FIELDS: &[Spec] = &[
     spec!("fd.lport", FdLport, Int, None, 1, "local port"),
     spec!("fd.rip", FdRip, Ip, None, 1, "remote IP"),
     spec!("fd.rport", FdRport, Int, None, 1, "remote port"),
-    spec!("fd.ip", FdIp, Ip, None, 1, "client or server IP (matches either)"),
-    spec!("fd.port", FdPort, Int, None, 1, "client or server port (matches either)"),
-    spec!("fd.net", FdNet, Ip, None, 1, "client or server IP, compared with CIDR networks"),
-    spec!("fd.snet", FdSnet, Ip, None, 1, "server IP, compared with CIDR networks"),
-    spec!("fd.cnet", FdCnet, Ip, None, 1, "client IP, compared with CIDR networks"),
-    spec!("fd.lnet", FdLnet, Ip, None, 1, "local IP, compared with CIDR networks"),
-    spec!("fd.rnet", FdRnet, Ip, None, 1, "remote IP, compared with CIDR networks"),
-    spec!("fd.l4proto", FdL4Proto, Str, None, 1, "tcp, udp, raw, unix ..."),
+    spec!(
+        "fd.ip",
+        FdIp,
+        Ip,
+        None,
+        1,
+        "client or server IP (matches either)"
+    ),
+    spec!(
+        "fd.port",
+        FdPort,
+        Int,
+        None,
+        1,
+        "client or server port (matches either)"
+    ),
+    spec!(
+        "fd.net",
+        FdNet,
+        Ip,
+        None,
+        1,
+        "client or server IP, compared with CIDR networks"
+    ),
+    spec!(
+        "fd.snet",
+        FdSnet,
+        Ip,
+        None,
+        1,
+        "server IP, compared with CIDR networks"
+    ),
+    spec!(
+        "fd.cnet",
+        FdCnet,
+        Ip,
+        None,
+        1,
+        "client IP, compared with CIDR networks"
+    ),
+    spec!(
+        "fd.lnet",
+        FdLnet,
+        Ip,
+        None,
+        1,
+        "local IP, compared with CIDR networks"
+    ),
+    spec!(
+        "fd.rnet",
+        FdRnet,
+        Ip,
+        None,
+        1,
+        "remote IP, compared with CIDR networks"
+    ),
+    spec!(
+        "fd.l4proto",
+        FdL4Proto,
+        Str,
+        None,
+        1,
+        "tcp, udp, raw, unix ..."
+    ),
     spec!("fd.sockfamily", FdSockFamily, Str, None, 1, "ip or unix"),
-    spec!("fd.net_source", FdNetSource, Str, None, 1, "`kernel` or `user`: who supplied the address (own)"),
-    spec!("container.id", ContainerId, Str, None, 1, "12-hex id, `host`, or `unknown`"),
-    spec!("container.full_id", ContainerFullId, Str, None, 1, "full id"),
-    spec!("container.name", ContainerName, Str, None, 1, "container name"),
-    spec!("container.image", ContainerImage, Str, None, 1, "full image reference"),
-    spec!("container.image.repository", ContainerImageRepo, Str, None, 1, "image repository"),
-    spec!("container.image.tag", ContainerImageTag, Str, None, 1, "image tag"),
-    spec!("container.image.digest", ContainerImageDigest, Str, None, 1, "image digest"),
-    spec!("container.privileged", ContainerPrivileged, Bool, None, 1, "privileged container (absent when unknown)"),
-    spec!("container.type", ContainerType, Str, None, 1, "runtime: containerd, cri-o, docker, podman, runc"),
-    spec!("container.start_ts", ContainerStartTs, Int, None, 1, "container start, ns since the epoch"),
-    spec!("container.metadata_complete", ContainerMetadataComplete, Bool, None, 1, "all metadata resolved (own)"),
+    spec!(
+        "fd.net_source",
+        FdNetSource,
+        Str,
+        None,
+        1,
+        "`kernel` or `user`: who supplied the address (own)"
+    ),
+    spec!(
+        "container.id",
+        ContainerId,
+        Str,
+        None,
+        1,
+        "12-hex id, `host`, or `unknown`"
+    ),
+    spec!(
+        "container.full_id",
+        ContainerFullId,
+        Str,
+        None,
+        1,
+        "full id"
+    ),
+    spec!(
+        "container.name",
+        ContainerName,
+        Str,
+        None,
+        1,
+        "container name"
+    ),
+    spec!(
+        "container.image",
+        ContainerImage,
+        Str,
+        None,
+        1,
+        "full image reference"
+    ),
+    spec!(
+        "container.image.repository",
+        ContainerImageRepo,
+        Str,
+        None,
+        1,
+        "image repository"
+    ),
+    spec!(
+        "container.image.tag",
+        ContainerImageTag,
+        Str,
+        None,
+        1,
+        "image tag"
+    ),
+    spec!(
+        "container.image.digest",
+        ContainerImageDigest,
+        Str,
+        None,
+        1,
+        "image digest"
+    ),
+    spec!(
+        "container.privileged",
+        ContainerPrivileged,
+        Bool,
+        None,
+        1,
+        "privileged container (absent when unknown)"
+    ),
+    spec!(
+        "container.type",
+        ContainerType,
+        Str,
+        None,
+        1,
+        "runtime: containerd, cri-o, docker, podman, runc"
+    ),
+    spec!(
+        "container.start_ts",
+        ContainerStartTs,
+        Int,
+        None,
+        1,
+        "container start, ns since the epoch"
+    ),
+    spec!(
+        "container.metadata_complete",
+        ContainerMetadataComplete,
+        Bool,
+        None,
+        1,
+        "all metadata resolved (own)"
+    ),
     spec!("k8s.pod.name", K8sPodName, Str, None, 1, "pod name"),
     spec!("k8s.ns.name", K8sNsName, Str, None, 1, "namespace"),
     spec!("k8s.pod.uid", K8sPodUid, Str, None, 1, "pod uid"),
-    spec!("k8s.container.name", K8sContainerName, Str, None, 1, "container name in the pod spec (own)"),
+    spec!(
+        "k8s.container.name",
+        K8sContainerName,
+        Str,
+        None,
+        1,
+        "container name in the pod spec (own)"
+    ),
     spec!("k8s.pod.labels", K8sPodLabels, Str, None, 3, "`k:v, k:v`"),
     spec!("k8s.pod.label", K8sPodLabel, Str, Key, 2, "one pod label"),
 ];
@@ -257,8 +726,14 @@ pub static UNSUPPORTED: &[(&str, &str)] = &[
     ("evt.abspath", "use fd.name"),
     ("evt.is_io_read", "read/write syscalls are not captured"),
     ("evt.is_io_write", "read/write syscalls are not captured"),
-    ("proc.pexe", "the parent's argv[0] is not kept in the ancestry"),
-    ("proc.aexe", "ancestors' argv[0] is not kept in the ancestry"),
+    (
+        "proc.pexe",
+        "the parent's argv[0] is not kept in the ancestry",
+    ),
+    (
+        "proc.aexe",
+        "ancestors' argv[0] is not kept in the ancestry",
+    ),
     ("proc.env", "the environment is not captured"),
     ("proc.aenv", "the environment is not captured"),
     ("proc.sname", "session leaders are not tracked"),
@@ -275,18 +750,45 @@ pub static UNSUPPORTED: &[(&str, &str)] = &[
     ("proc.ppid.duration", "the parent's start time is not kept"),
     ("proc.pid.ts", "use proc.start_ts"),
     ("proc.exe_ino", "executable inode is not captured"),
-    ("proc.exe_ino.ctime", "executable inode times are not captured"),
-    ("proc.exe_ino.mtime", "executable inode times are not captured"),
-    ("proc.exe_ino.ctime_duration_proc_start", "executable inode times are not captured"),
-    ("proc.exe_ino.ctime_duration_pidns_start", "executable inode times are not captured"),
-    ("proc.pidns_init_start_ts", "pid namespace start is not captured"),
+    (
+        "proc.exe_ino.ctime",
+        "executable inode times are not captured",
+    ),
+    (
+        "proc.exe_ino.mtime",
+        "executable inode times are not captured",
+    ),
+    (
+        "proc.exe_ino.ctime_duration_proc_start",
+        "executable inode times are not captured",
+    ),
+    (
+        "proc.exe_ino.ctime_duration_pidns_start",
+        "executable inode times are not captured",
+    ),
+    (
+        "proc.pidns_init_start_ts",
+        "pid namespace start is not captured",
+    ),
     ("proc.is_container_healthcheck", "probes are not identified"),
-    ("proc.is_container_liveness_probe", "probes are not identified"),
-    ("proc.is_container_readiness_probe", "probes are not identified"),
+    (
+        "proc.is_container_liveness_probe",
+        "probes are not identified",
+    ),
+    (
+        "proc.is_container_readiness_probe",
+        "probes are not identified",
+    ),
     ("proc.fdopencount", "open fd counts are not tracked"),
     ("proc.nthreads", "thread counts are not tracked"),
-    ("thread.cap_permitted", "only the effective capability set is captured"),
-    ("thread.cap_inheritable", "only the effective capability set is captured"),
+    (
+        "thread.cap_permitted",
+        "only the effective capability set is captured",
+    ),
+    (
+        "thread.cap_inheritable",
+        "only the effective capability set is captured",
+    ),
     ("user.loginname", "login names are not resolved"),
     ("user.homedir", "passwd entries are not resolved"),
     ("user.shell", "passwd entries are not resolved"),
@@ -301,7 +803,10 @@ pub static UNSUPPORTED: &[(&str, &str)] = &[
     ("fd.ino", "file inodes are not captured"),
     ("fd.dev", "file devices are not captured"),
     ("fd.uid", "file owners are not captured"),
-    ("fd.is_upper_layer", "the file's overlay layer is not captured"),
+    (
+        "fd.is_upper_layer",
+        "the file's overlay layer is not captured",
+    ),
     ("fd.cproto", "port-to-protocol names are not resolved"),
     ("fd.sproto", "port-to-protocol names are not resolved"),
     ("fd.lproto", "port-to-protocol names are not resolved"),
@@ -318,7 +823,10 @@ pub static UNSUPPORTED: &[(&str, &str)] = &[
     ("container.cni.json", "CNI results are not tracked"),
     ("container.duration", "use container.start_ts"),
     ("container.host_pid", "host-namespace flags are not tracked"),
-    ("container.host_network", "host-namespace flags are not tracked"),
+    (
+        "container.host_network",
+        "host-namespace flags are not tracked",
+    ),
     ("container.host_ipc", "host-namespace flags are not tracked"),
     ("k8s.ns.labels", "namespace labels are not tracked"),
     ("k8s.ns.label", "namespace labels are not tracked"),
@@ -331,7 +839,8 @@ pub static UNSUPPORTED: &[(&str, &str)] = &[
     ("fs.path.target", "use fd.target_path"),
 ];
 
-static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> = LazyLock::new(|| FIELDS.iter().map(|s| (s.name, s)).collect());
+static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =
+    LazyLock::new(|| FIELDS.iter().map(|s| (s.name, s)).collect());
 
 /// A field argument, parsed.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -381,12 +890,21 @@ pub enum Lookup {
 /// Resolve `name` (and its `[arg]`) against the schema.
 pub fn lookup(name: &str, arg: Option<&str>) -> Lookup {
     // `evt.arg.flags`, `evt.rawarg.res`, `k8s.pod.label.app`: argument after the dot.
-    for (prefix, base) in [("evt.arg.", "evt.arg"), ("evt.rawarg.", "evt.rawarg"), ("k8s.pod.label.", "k8s.pod.label")] {
+    for (prefix, base) in [
+        ("evt.arg.", "evt.arg"),
+        ("evt.rawarg.", "evt.rawarg"),
+        ("k8s.pod.label.", "k8s.pod.label"),
+    ] {
         if let Some(key) = name.strip_prefix(prefix) {
             if arg.is_some() {
-                return Lookup::BadArg(format!("`{name}` already names its argument; `[...]` is not allowed"));
+                return Lookup::BadArg(format!(
+                    "`{name}` already names its argument; `[...]` is not allowed"
+                ));
             }
-            return Lookup::Found { spec: BY_NAME[base], arg: FArg::Key(key.to_string()) };
+            return Lookup::Found {
+                spec: BY_NAME[base],
+                arg: FArg::Key(key.to_string()),
+            };
         }
     }
     let Some(spec) = BY_NAME.get(name) else {
@@ -401,16 +919,28 @@ pub fn lookup(name: &str, arg: Option<&str>) -> Lookup {
         (ArgKind::OptIndex, None) => FArg::None,
         (ArgKind::Index | ArgKind::OptIndex, Some(a)) => match a.trim().parse::<usize>() {
             Ok(n) if n < 64 => FArg::Index(n),
-            _ => return Lookup::BadArg(format!("`{name}[{a}]`: the argument must be an integer below 64")),
+            _ => {
+                return Lookup::BadArg(format!(
+                    "`{name}[{a}]`: the argument must be an integer below 64"
+                ));
+            }
         },
-        (ArgKind::Index, None) => return Lookup::BadArg(format!("`{name}` needs an index argument `[N]`")),
+        (ArgKind::Index, None) => {
+            return Lookup::BadArg(format!("`{name}` needs an index argument `[N]`"));
+        }
         (ArgKind::Key, Some(a)) => {
             if spec.id == Id::EvtArg && a.trim().parse::<usize>().is_ok() {
-                return Lookup::Unsupported("positional `evt.arg[N]`: events keep arguments by name; use evt.arg.<name>");
+                return Lookup::Unsupported(
+                    "positional `evt.arg[N]`: events keep arguments by name; use evt.arg.<name>",
+                );
             }
             FArg::Key(a.trim().to_string())
         }
-        (ArgKind::Key, None) => return Lookup::BadArg(format!("`{name}` needs an argument (`{name}.<name>` or `{name}[<name>]`)")),
+        (ArgKind::Key, None) => {
+            return Lookup::BadArg(format!(
+                "`{name}` needs an argument (`{name}.<name>` or `{name}[<name>]`)"
+            ));
+        }
     };
     Lookup::Found { spec, arg: farg }
 }
@@ -497,7 +1027,11 @@ fn opt_s(s: &Option<String>) -> V<'_> {
 }
 
 fn nonempty(s: &str) -> V<'_> {
-    if s.is_empty() { V::Absent } else { V::S(Cow::Borrowed(s)) }
+    if s.is_empty() {
+        V::Absent
+    } else {
+        V::S(Cow::Borrowed(s))
+    }
 }
 
 fn ip(s: &Option<String>) -> V<'static> {
@@ -533,7 +1067,10 @@ pub fn fdtype_name(t: FdType) -> &'static str {
 }
 
 fn is_open_kind(k: EventType) -> bool {
-    matches!(k, EventType::Open | EventType::Openat | EventType::Openat2 | EventType::Creat)
+    matches!(
+        k,
+        EventType::Open | EventType::Openat | EventType::Openat2 | EventType::Creat
+    )
 }
 
 fn raw_arg(ev: &Event, name: &str) -> Option<i64> {
@@ -545,11 +1082,16 @@ fn raw_arg(ev: &Event, name: &str) -> Option<i64> {
 
 /// Is the fd's local end the server end (accept, listen, bind)?
 fn local_is_server(k: EventType) -> bool {
-    matches!(k, EventType::Accept | EventType::Accept4 | EventType::Listen | EventType::Bind)
+    matches!(
+        k,
+        EventType::Accept | EventType::Accept4 | EventType::Listen | EventType::Bind
+    )
 }
 
 static HOSTNAME: LazyLock<String> = LazyLock::new(|| {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 });
 
 pub fn hostname() -> &'static str {
@@ -586,7 +1128,11 @@ fn user_name(ev: &Event) -> V<'static> {
 /// Extract a field (before transformers).
 pub fn extract<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
     let v = extract_raw(f, cx);
-    if f.transformers.is_empty() { v } else { transform(v, &f.transformers) }
+    if f.transformers.is_empty() {
+        v
+    } else {
+        transform(v, &f.transformers)
+    }
 }
 
 fn transform<'a>(mut v: V<'a>, ts: &[Transformer]) -> V<'a> {
@@ -635,12 +1181,14 @@ fn b64_decode(s: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&out).into_owned())
 }
 
-fn ancestor_at<'a>(ev: &'a Event, n: usize) -> Option<(&'a str, u32, &'a str)> {
+fn ancestor_at(ev: &Event, n: usize) -> Option<(&str, u32, &str)> {
     let p = &ev.process;
     if n == 0 {
         Some((&p.comm, p.pid, &p.exepath))
     } else {
-        p.ancestors.get(n - 1).map(|a| (a.comm.as_str(), a.pid, a.exepath.as_str()))
+        p.ancestors
+            .get(n - 1)
+            .map(|a| (a.comm.as_str(), a.pid, a.exepath.as_str()))
     }
 }
 
@@ -667,15 +1215,26 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
         Id::EvtTime => V::S(Cow::Owned(super::time::clock(ev.ts, true))),
         Id::EvtTimeS => V::S(Cow::Owned(super::time::clock(ev.ts, false))),
         Id::EvtTimeIso => V::S(Cow::Owned(super::time::rfc3339(ev.ts))),
-        Id::EvtDatetime => V::S(Cow::Owned(super::time::rfc3339(ev.ts).replace('T', " ").trim_end_matches('Z').to_string())),
+        Id::EvtDatetime => V::S(Cow::Owned(
+            super::time::rfc3339(ev.ts)
+                .replace('T', " ")
+                .trim_end_matches('Z')
+                .to_string(),
+        )),
         Id::EvtRawTime => V::I(i64::try_from(ev.ts).unwrap_or(i64::MAX)),
         Id::EvtHostname => V::S(Cow::Borrowed(hostname())),
         Id::EvtSource => V::S(Cow::Borrowed("syscall")),
         Id::EvtArgs => V::S(Cow::Owned(
-            ev.args.iter().map(|(k, a)| format!("{k}={}", render_arg(a))).collect::<Vec<_>>().join(" "),
+            ev.args
+                .iter()
+                .map(|(k, a)| format!("{k}={}", render_arg(a)))
+                .collect::<Vec<_>>()
+                .join(" "),
         )),
         Id::EvtArg => {
-            let FArg::Key(k) = &f.arg else { return V::Absent };
+            let FArg::Key(k) = &f.arg else {
+                return V::Absent;
+            };
             match ev.args.get(k.as_str()) {
                 Some(Arg::Flags { text, .. }) => V::S(Cow::Borrowed(text)),
                 Some(Arg::Str(s)) => V::S(Cow::Borrowed(s)),
@@ -684,7 +1243,9 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
             }
         }
         Id::EvtRawArg => {
-            let FArg::Key(k) = &f.arg else { return V::Absent };
+            let FArg::Key(k) = &f.arg else {
+                return V::Absent;
+            };
             raw_arg(ev, k).map_or(V::Absent, V::I)
         }
         Id::EvtIsOpenRead | Id::EvtIsOpenWrite | Id::EvtIsOpenExec => {
@@ -699,7 +1260,9 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
                     _ => exec,
                 });
             }
-            let Some(flags) = raw_arg(ev, "flags") else { return V::Absent };
+            let Some(flags) = raw_arg(ev, "flags") else {
+                return V::Absent;
+            };
             let acc = flags & 3;
             V::B(match f.id {
                 Id::EvtIsOpenRead => acc == 0 || acc == 2,
@@ -712,20 +1275,39 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
         Id::ProcExePath => nonempty(&p.exepath),
         Id::ProcCmdline => V::S(Cow::Borrowed(cx.cmdline.get_or_init(|| {
             let a = cx.args();
-            if a.is_empty() { p.comm.clone() } else { format!("{} {a}", p.comm) }
+            if a.is_empty() {
+                p.comm.clone()
+            } else {
+                format!("{} {a}", p.comm)
+            }
         }))),
         Id::ProcArgs => match f.arg {
-            FArg::Key(_) => V::Many(p.args.iter().map(|a| V::S(Cow::Borrowed(a.as_str()))).collect()),
+            FArg::Key(_) => V::Many(
+                p.args
+                    .iter()
+                    .map(|a| V::S(Cow::Borrowed(a.as_str())))
+                    .collect(),
+            ),
             _ => V::S(Cow::Borrowed(cx.args())),
         },
         Id::ProcPid => V::I(i64::from(p.pid)),
         Id::ProcPpid => V::I(i64::from(p.ppid)),
         Id::ProcTid => V::I(i64::from(p.tid)),
-        Id::ProcPname => p.ancestors.first().map_or(V::Absent, |a| V::S(Cow::Borrowed(&a.comm))),
+        Id::ProcPname => p
+            .ancestors
+            .first()
+            .map_or(V::Absent, |a| V::S(Cow::Borrowed(&a.comm))),
         Id::ProcPcmdline => p.ancestors.first().map_or(V::Absent, |a| {
-            if a.args.is_empty() { V::S(Cow::Borrowed(&a.comm)) } else { V::S(Cow::Owned(format!("{} {}", a.comm, a.args.join(" ")))) }
+            if a.args.is_empty() {
+                V::S(Cow::Borrowed(&a.comm))
+            } else {
+                V::S(Cow::Owned(format!("{} {}", a.comm, a.args.join(" "))))
+            }
         }),
-        Id::ProcPexePath => p.ancestors.first().map_or(V::Absent, |a| nonempty(&a.exepath)),
+        Id::ProcPexePath => p
+            .ancestors
+            .first()
+            .map_or(V::Absent, |a| nonempty(&a.exepath)),
         Id::ProcAname | Id::ProcApid | Id::ProcAexePath => {
             let pick = |(comm, pid, exe): (&'a str, u32, &'a str)| match f.id {
                 Id::ProcAname => V::S(Cow::Borrowed(comm)),
@@ -735,7 +1317,12 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
             match f.arg {
                 FArg::Index(n) => ancestor_at(ev, n).map_or(V::Absent, pick),
                 // Without index: every ancestor, not the process itself (as Falco).
-                _ => V::Many((1..=p.ancestors.len()).filter_map(|n| ancestor_at(ev, n)).map(pick).collect()),
+                _ => V::Many(
+                    (1..=p.ancestors.len())
+                        .filter_map(|n| ancestor_at(ev, n))
+                        .map(pick)
+                        .collect(),
+                ),
             }
         }
         Id::ProcCwd => nonempty(&p.cwd),
@@ -755,14 +1342,22 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
         Id::ProcStdoutType => V::S(Cow::Borrowed(fdtype_name(p.stdio[1]))),
         Id::ProcStderrType => V::S(Cow::Borrowed(fdtype_name(p.stdio[2]))),
         Id::ProcArgsTruncated => V::B(p.args_truncated),
-        Id::ThreadCapEffective => V::S(Cow::Borrowed(cx.caps.get_or_init(|| render_caps(p.cap_effective)))),
+        Id::ThreadCapEffective => V::S(Cow::Borrowed(
+            cx.caps.get_or_init(|| render_caps(p.cap_effective)),
+        )),
         Id::UserUid => V::I(i64::from(p.euid)),
         Id::UserRuid => V::I(i64::from(p.uid)),
         Id::UserName => user_name(ev),
         Id::UserLoginUid => V::I(p.loginuid.map_or(-1, i64::from)),
         Id::GroupGid => V::I(i64::from(p.egid)),
         Id::FdNum => fd.and_then(|f| f.num).map_or(V::Absent, V::I),
-        Id::FdType => fd.map_or(V::Absent, |f| if f.typ == FdType::None { V::Absent } else { V::S(Cow::Borrowed(fdtype_name(f.typ))) }),
+        Id::FdType => fd.map_or(V::Absent, |f| {
+            if f.typ == FdType::None {
+                V::Absent
+            } else {
+                V::S(Cow::Borrowed(fdtype_name(f.typ)))
+            }
+        }),
         Id::FdTypeChar => fd.map_or(V::Absent, |f| {
             if f.typ == FdType::None {
                 V::Absent
@@ -800,22 +1395,54 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
             _ => V::Absent,
         },
         Id::FdFilename => match fd_name(cx) {
-            V::S(s) if s.starts_with('/') => V::S(Cow::Owned(s.rsplit('/').next().unwrap_or("").to_string())),
+            V::S(s) if s.starts_with('/') => {
+                V::S(Cow::Owned(s.rsplit('/').next().unwrap_or("").to_string()))
+            }
             _ => V::Absent,
         },
-        Id::FdPathSource => fd.filter(|f| f.path.is_some()).map_or(V::Absent, |f| V::S(Cow::Borrowed(source_name(f.path_source)))),
+        Id::FdPathSource => fd.filter(|f| f.path.is_some()).map_or(V::Absent, |f| {
+            V::S(Cow::Borrowed(source_name(f.path_source)))
+        }),
         Id::FdHostPath => fd.map_or(V::Absent, |f| opt_s(&f.host_path)),
         Id::FdTargetPath => fd.map_or(V::Absent, |f| opt_s(&f.target_path)),
         Id::FdSip | Id::FdSnet => net.map_or(V::Absent, |n| ip(&n.server_ip)),
         Id::FdCip | Id::FdCnet => net.map_or(V::Absent, |n| ip(&n.client_ip)),
         Id::FdSport => net.map_or(V::Absent, |n| port(n.server_port)),
         Id::FdCport => net.map_or(V::Absent, |n| port(n.client_port)),
-        Id::FdLip | Id::FdLnet => net.map_or(V::Absent, |n| ip(if local_is_server(ev.kind) { &n.server_ip } else { &n.client_ip })),
-        Id::FdRip | Id::FdRnet => net.map_or(V::Absent, |n| ip(if local_is_server(ev.kind) { &n.client_ip } else { &n.server_ip })),
-        Id::FdLport => net.map_or(V::Absent, |n| port(if local_is_server(ev.kind) { n.server_port } else { n.client_port })),
-        Id::FdRport => net.map_or(V::Absent, |n| port(if local_is_server(ev.kind) { n.client_port } else { n.server_port })),
-        Id::FdIp | Id::FdNet => net.map_or(V::Absent, |n| V::Many(vec![ip(&n.client_ip), ip(&n.server_ip)])),
-        Id::FdPort => net.map_or(V::Absent, |n| V::Many(vec![port(n.client_port), port(n.server_port)])),
+        Id::FdLip | Id::FdLnet => net.map_or(V::Absent, |n| {
+            ip(if local_is_server(ev.kind) {
+                &n.server_ip
+            } else {
+                &n.client_ip
+            })
+        }),
+        Id::FdRip | Id::FdRnet => net.map_or(V::Absent, |n| {
+            ip(if local_is_server(ev.kind) {
+                &n.client_ip
+            } else {
+                &n.server_ip
+            })
+        }),
+        Id::FdLport => net.map_or(V::Absent, |n| {
+            port(if local_is_server(ev.kind) {
+                n.server_port
+            } else {
+                n.client_port
+            })
+        }),
+        Id::FdRport => net.map_or(V::Absent, |n| {
+            port(if local_is_server(ev.kind) {
+                n.client_port
+            } else {
+                n.server_port
+            })
+        }),
+        Id::FdIp | Id::FdNet => net.map_or(V::Absent, |n| {
+            V::Many(vec![ip(&n.client_ip), ip(&n.server_ip)])
+        }),
+        Id::FdPort => net.map_or(V::Absent, |n| {
+            V::Many(vec![port(n.client_port), port(n.server_port)])
+        }),
         Id::FdL4Proto => net.map_or(V::Absent, |n| nonempty(&n.l4proto)),
         Id::FdSockFamily => fd.map_or(V::Absent, |f| match f.typ {
             FdType::Ipv4 | FdType::Ipv6 => V::S(Cow::Borrowed("ip")),
@@ -832,18 +1459,37 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
         Id::ContainerImageDigest => nonempty(&ev.container.image_digest),
         Id::ContainerPrivileged => ev.container.privileged.map_or(V::Absent, V::B),
         Id::ContainerType => nonempty(&ev.container.runtime),
-        Id::ContainerStartTs => ev.container.start_ts.map_or(V::Absent, |t| V::I(i64::try_from(t).unwrap_or(i64::MAX))),
+        Id::ContainerStartTs => ev
+            .container
+            .start_ts
+            .map_or(V::Absent, |t| V::I(i64::try_from(t).unwrap_or(i64::MAX))),
         Id::ContainerMetadataComplete => V::B(ev.container.metadata_complete),
-        Id::K8sPodName | Id::K8sNsName | Id::K8sPodUid | Id::K8sContainerName | Id::K8sPodLabels | Id::K8sPodLabel => {
-            let Some(k) = ev.container.k8s.as_ref() else { return V::Absent };
+        Id::K8sPodName
+        | Id::K8sNsName
+        | Id::K8sPodUid
+        | Id::K8sContainerName
+        | Id::K8sPodLabels
+        | Id::K8sPodLabel => {
+            let Some(k) = ev.container.k8s.as_ref() else {
+                return V::Absent;
+            };
             match f.id {
                 Id::K8sPodName => nonempty(&k.pod_name),
                 Id::K8sNsName => nonempty(&k.namespace),
                 Id::K8sPodUid => nonempty(&k.pod_uid),
                 Id::K8sContainerName => nonempty(&k.container_name),
-                Id::K8sPodLabels => V::S(Cow::Owned(k.labels.iter().map(|(a, b)| format!("{a}:{b}")).collect::<Vec<_>>().join(", "))),
+                Id::K8sPodLabels => V::S(Cow::Owned(
+                    k.labels
+                        .iter()
+                        .map(|(a, b)| format!("{a}:{b}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )),
                 _ => match &f.arg {
-                    FArg::Key(key) => k.labels.get(key).map_or(V::Absent, |v| V::S(Cow::Borrowed(v))),
+                    FArg::Key(key) => k
+                        .labels
+                        .get(key)
+                        .map_or(V::Absent, |v| V::S(Cow::Borrowed(v))),
                     _ => V::Absent,
                 },
             }
@@ -862,19 +1508,29 @@ fn source_name(s: Source) -> &'static str {
 /// events keep the paths in `fd`; map the usual argument names onto them when the decoder
 /// did not also put them in `args`.
 fn arg_fallback<'a>(ev: &'a Event, key: &str) -> V<'a> {
-    let Some(fd) = ev.fd.as_ref() else { return V::Absent };
+    let Some(fd) = ev.fd.as_ref() else {
+        return V::Absent;
+    };
     match key {
         "name" | "path" | "pathname" | "filename" | "oldpath" | "target" | "dirfd" => {
-            opt_s(if fd.raw_path.is_some() { &fd.raw_path } else { &fd.path })
+            opt_s(if fd.raw_path.is_some() {
+                &fd.raw_path
+            } else {
+                &fd.path
+            })
         }
         "newpath" | "linkpath" => opt_s(&fd.target_path),
-        "fd" | "res_or_fd" => fd.num.map_or(V::Absent, |n| V::S(Cow::Owned(n.to_string()))),
+        "fd" | "res_or_fd" => fd
+            .num
+            .map_or(V::Absent, |n| V::S(Cow::Owned(n.to_string()))),
         _ => V::Absent,
     }
 }
 
-fn fd_name<'a>(cx: &'a Ctx<'a>) -> V<'a> {
-    let Some(fd) = cx.ev.fd.as_ref() else { return V::Absent };
+fn fd_name<'a>(cx: &'a Ctx<'_>) -> V<'a> {
+    let Some(fd) = cx.ev.fd.as_ref() else {
+        return V::Absent;
+    };
     if let Some(p) = &fd.path {
         return V::S(Cow::Borrowed(p));
     }
@@ -886,11 +1542,20 @@ fn fd_name<'a>(cx: &'a Ctx<'a>) -> V<'a> {
         let ep = |ip: &Option<String>, port: Option<u16>| {
             let ip = ip.as_deref().unwrap_or("0.0.0.0");
             let port = port.unwrap_or(0);
-            if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
+            if ip.contains(':') {
+                format!("[{ip}]:{port}")
+            } else {
+                format!("{ip}:{port}")
+            }
         };
-        Some(format!("{}->{}", ep(&n.client_ip, n.client_port), ep(&n.server_ip, n.server_port)))
+        Some(format!(
+            "{}->{}",
+            ep(&n.client_ip, n.client_port),
+            ep(&n.server_ip, n.server_port)
+        ))
     });
-    name.as_deref().map_or(V::Absent, |s| V::S(Cow::Borrowed(s)))
+    name.as_deref()
+        .map_or(V::Absent, |s| V::S(Cow::Borrowed(s)))
 }
 
 pub fn render_arg(a: &Arg) -> String {
@@ -947,7 +1612,12 @@ const CAPS: [&str; 41] = [
 
 /// Falco's rendering of a capability set: names separated by spaces.
 pub fn render_caps(mask: u64) -> String {
-    CAPS.iter().enumerate().filter(|(i, _)| mask & (1u64 << i) != 0).map(|(_, n)| *n).collect::<Vec<_>>().join(" ")
+    CAPS.iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1u64 << i) != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// errno names as Falco renders `evt.res`.
@@ -1019,13 +1689,20 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for s in FIELDS {
             assert!(seen.insert(s.id), "{:?} twice", s.id);
-            assert!(!UNSUPPORTED.iter().any(|(n, _)| *n == s.name), "{} both supported and not", s.name);
+            assert!(
+                !UNSUPPORTED.iter().any(|(n, _)| *n == s.name),
+                "{} both supported and not",
+                s.name
+            );
         }
     }
 
     #[test]
     fn caps_render_like_falco() {
-        assert_eq!(render_caps((1 << 21) | (1 << 16)), "CAP_SYS_MODULE CAP_SYS_ADMIN");
+        assert_eq!(
+            render_caps((1 << 21) | (1 << 16)),
+            "CAP_SYS_MODULE CAP_SYS_ADMIN"
+        );
     }
 
     #[test]

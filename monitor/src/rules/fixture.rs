@@ -48,7 +48,11 @@ pub struct Outcome {
 fn to_json(y: &Yaml) -> serde_json::Value {
     use serde_json::Value as J;
     match y {
-        Yaml::Real(s) => s.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(J::Null, J::Number),
+        Yaml::Real(s) => s
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(J::Null, J::Number),
         Yaml::Integer(i) => J::from(*i),
         Yaml::String(s) => J::String(s.clone()),
         Yaml::Boolean(b) => J::Bool(*b),
@@ -84,7 +88,10 @@ fn merge(base: &mut serde_json::Value, over: &serde_json::Value) {
 
 fn strings(y: &Yaml) -> Vec<String> {
     match y {
-        Yaml::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        Yaml::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
         Yaml::String(s) => vec![s.clone()],
         _ => Vec::new(),
     }
@@ -94,7 +101,9 @@ fn strings(y: &Yaml) -> Vec<String> {
 pub fn read_file(path: &Path) -> Result<Vec<Case>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let docs = YamlLoader::load_from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let Some(doc) = docs.first() else { return Ok(Vec::new()) };
+    let Some(doc) = docs.first() else {
+        return Ok(Vec::new());
+    };
     let mut base = serde_json::json!({"schema": SCHEMA_VERSION, "ts": 1_700_000_000_000_000_000u64, "ret": 0, "cgroup_id": 0, "process": {}});
     if !doc["base"].is_badvalue() {
         merge(&mut base, &to_json(&doc["base"]));
@@ -104,12 +113,15 @@ pub fn read_file(path: &Path) -> Result<Vec<Case>, String> {
         return Err(format!("{}: no `cases` sequence", path.display()));
     };
     for (i, c) in cases.iter().enumerate() {
-        let name = c["name"].as_str().map_or_else(|| format!("case {}", i + 1), str::to_string);
+        let name = c["name"]
+            .as_str()
+            .map_or_else(|| format!("case {}", i + 1), str::to_string);
         let mut ev = base.clone();
         if !c["event"].is_badvalue() {
             merge(&mut ev, &to_json(&c["event"]));
         }
-        let event: Event = serde_json::from_value(ev).map_err(|e| format!("{}: case `{name}`: bad event: {e}", path.display()))?;
+        let event: Event = serde_json::from_value(ev)
+            .map_err(|e| format!("{}: case `{name}`: bad event: {e}", path.display()))?;
         out.push(Case {
             file: path.to_path_buf(),
             name,
@@ -124,14 +136,26 @@ pub fn read_file(path: &Path) -> Result<Vec<Case>, String> {
 
 /// Fixture files for a rule file: `<dir>/fixtures/<stem>/*.yaml`.
 pub fn files_for(rule_file: &Path) -> Vec<PathBuf> {
-    let Some(stem) = rule_file.file_stem() else { return Vec::new() };
-    let dir = rule_file.parent().unwrap_or(Path::new(".")).join("fixtures").join(stem);
+    let Some(stem) = rule_file.file_stem() else {
+        return Vec::new();
+    };
+    let dir = rule_file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("fixtures")
+        .join(stem);
     files_in(&dir)
 }
 
 pub fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut v: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml")).collect();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
     v.sort();
     v
 }
@@ -160,5 +184,11 @@ pub fn run_case(set: &RuleSet, c: &Case) -> Outcome {
             }
         }
     }
-    Outcome { case: c.name.clone(), file: c.file.clone(), passed: problems.is_empty(), fired, problems }
+    Outcome {
+        case: c.name.clone(),
+        file: c.file.clone(),
+        passed: problems.is_empty(),
+        fired,
+        problems,
+    }
 }

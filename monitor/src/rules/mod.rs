@@ -15,6 +15,7 @@
 //! while [`load_lenient`] skips the offending rule and keeps the others (for `rules check` and
 //! for measuring compatibility with rule files written for Falco).
 
+pub mod bench;
 pub mod compile;
 pub mod diag;
 pub mod fields;
@@ -35,7 +36,7 @@ use prometheus::{IntCounter, IntGauge};
 use serde::Serialize;
 
 use crate::event::Event;
-use compile::{CondSrc, Compiler};
+use compile::{Compiler, CondSrc};
 pub use diag::{Code, Diagnostic, Severity};
 use diag::{Pos, Sink};
 use fields::Ctx;
@@ -92,12 +93,20 @@ pub struct RuleSet {
 
 impl RuleSet {
     pub fn empty() -> RuleSet {
-        RuleSet { rules: Vec::new(), by_kind: vec![Vec::new(); 512], hash: fnv_hex(b""), any_count: 0, memo_count: 0 }
+        RuleSet {
+            rules: Vec::new(),
+            by_kind: vec![Vec::new(); 512],
+            hash: fnv_hex(b""),
+            any_count: 0,
+            memo_count: 0,
+        }
     }
 
     pub fn evaluate(&self, ev: &Event) -> Vec<Match> {
         let id = ev.kind as u16 as usize;
-        let Some(idx) = self.by_kind.get(id) else { return Vec::new() };
+        let Some(idx) = self.by_kind.get(id) else {
+            return Vec::new();
+        };
         if idx.is_empty() {
             return Vec::new();
         }
@@ -107,7 +116,13 @@ impl RuleSet {
             let r = &self.rules[i as usize];
             if r.program.eval(&cx) {
                 let (output, output_fields) = r.output.render(&cx);
-                out.push(Match { rule: r.name.clone(), priority: r.priority, tags: r.tags.clone(), output, output_fields });
+                out.push(Match {
+                    rule: r.name.clone(),
+                    priority: r.priority,
+                    tags: r.tags.clone(),
+                    output,
+                    output_fields,
+                });
             }
         }
         out
@@ -143,20 +158,29 @@ impl RuleSet {
 }
 
 static RELOAD_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
-    let c = IntCounter::new("monitor_rules_reload_failures_total", "Rule reloads that failed and kept the previous rule set").expect("valid metric");
+    let c = IntCounter::new(
+        "monitor_rules_reload_failures_total",
+        "Rule reloads that failed and kept the previous rule set",
+    )
+    .expect("valid metric");
     let _ = prometheus::default_registry().register(Box::new(c.clone()));
     c
 });
 
 static LOADED: LazyLock<IntGauge> = LazyLock::new(|| {
-    let g = IntGauge::new("monitor_rules_loaded", "Rules in the live rule set").expect("valid metric");
+    let g =
+        IntGauge::new("monitor_rules_loaded", "Rules in the live rule set").expect("valid metric");
     let _ = prometheus::default_registry().register(Box::new(g.clone()));
     g
 });
 
 /// Load, compile and swap in a new rule set atomically. On any error the live set is kept,
 /// `monitor_rules_reload_failures_total` is incremented, and the diagnostics are returned.
-pub fn reload(live: &ArcSwap<RuleSet>, paths: &[PathBuf], opts: &LoadOptions) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
+pub fn reload(
+    live: &ArcSwap<RuleSet>,
+    paths: &[PathBuf],
+    opts: &LoadOptions,
+) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
     match load(paths, opts) {
         Ok((set, diags)) => {
             LOADED.set(i64::try_from(set.len()).unwrap_or(i64::MAX));
@@ -167,7 +191,10 @@ pub fn reload(live: &ArcSwap<RuleSet>, paths: &[PathBuf], opts: &LoadOptions) ->
         Err(diags) => {
             RELOAD_FAILURES.inc();
             let errors = diags.iter().filter(|d| d.is_error()).count();
-            tracing::warn!(errors, "Rule reload failed; the previous rule set stays live.");
+            tracing::warn!(
+                errors,
+                "Rule reload failed; the previous rule set stays live."
+            );
             Err(diags)
         }
     }
@@ -180,9 +207,16 @@ pub fn set_loaded_metric(set: &RuleSet) {
 }
 
 /// Load rule files. Fails when any diagnostic is an error.
-pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<(RuleSet, Vec<Diagnostic>), Vec<Diagnostic>> {
+pub fn load(
+    paths: &[PathBuf],
+    opts: &LoadOptions,
+) -> Result<(RuleSet, Vec<Diagnostic>), Vec<Diagnostic>> {
     let (set, diags) = load_lenient(paths, opts);
-    if diags.iter().any(Diagnostic::is_error) { Err(diags) } else { Ok((set, diags)) }
+    if diags.iter().any(Diagnostic::is_error) {
+        Err(diags)
+    } else {
+        Ok((set, diags))
+    }
 }
 
 /// Expand directories into their `*.yaml`/`*.yml` files, sorted by name.
@@ -195,7 +229,9 @@ pub fn expand_paths(paths: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, std::io:
                     let mut files: Vec<PathBuf> = rd
                         .filter_map(Result::ok)
                         .map(|e| e.path())
-                        .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                        .filter(|f| {
+                            f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml")
+                        })
                         .collect();
                     files.sort();
                     out.extend(files.into_iter().map(Ok));
@@ -214,13 +250,25 @@ pub fn load_lenient(paths: &[PathBuf], opts: &LoadOptions) -> (RuleSet, Vec<Diag
     let mut sink = Sink::default();
     let mut defs = Defs::default();
     let mut hasher = Fnv::new();
-    let files = expand_paths(paths).into_iter().chain(expand_paths(&opts.overrides));
+    let files = expand_paths(paths)
+        .into_iter()
+        .chain(expand_paths(&opts.overrides));
     for f in files {
         let path = match f {
             Ok(p) => p,
             Err((p, e)) => {
-                let pos = Pos { file: p.display().to_string().into(), line: 1, col: 1 };
-                sink.error(Code::Io, &pos, 1, None, format!("cannot read directory: {e}"));
+                let pos = Pos {
+                    file: p.display().to_string().into(),
+                    line: 1,
+                    col: 1,
+                };
+                sink.error(
+                    Code::Io,
+                    &pos,
+                    1,
+                    None,
+                    format!("cannot read directory: {e}"),
+                );
                 continue;
             }
         };
@@ -234,8 +282,18 @@ pub fn load_lenient(paths: &[PathBuf], opts: &LoadOptions) -> (RuleSet, Vec<Diag
                 FileLoader::new(&mut defs, &mut sink, text).load(name);
             }
             Err(e) => {
-                let pos = Pos { file: name, line: 1, col: 1 };
-                sink.error(Code::Io, &pos, 1, None, format!("cannot read rule file: {e}"));
+                let pos = Pos {
+                    file: name,
+                    line: 1,
+                    col: 1,
+                };
+                sink.error(
+                    Code::Io,
+                    &pos,
+                    1,
+                    None,
+                    format!("cannot read rule file: {e}"),
+                );
             }
         }
     }
@@ -261,11 +319,18 @@ pub fn load_str(name: &str, text: &str, opts: &LoadOptions) -> (RuleSet, Vec<Dia
 /// A problem inside a macro shared by many rules is reported once, naming the first rule.
 fn dedup(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
     let mut seen = std::collections::HashSet::new();
-    diags.into_iter().filter(|d| seen.insert((d.code, d.pos.clone(), d.message.clone()))).collect()
+    diags
+        .into_iter()
+        .filter(|d| seen.insert((d.code, d.pos.clone(), d.message.clone())))
+        .collect()
 }
 
 fn name_matches(pattern: &str, name: &str) -> bool {
-    if pattern.contains('*') { program::Glob::new(pattern).is_ok_and(|g| g.matches(name)) } else { pattern == name }
+    if pattern.contains('*') {
+        program::Glob::new(pattern).is_ok_and(|g| g.matches(name))
+    } else {
+        pattern == name
+    }
 }
 
 fn selected(r: &RuleDef, opts: &LoadOptions) -> bool {
@@ -290,21 +355,43 @@ fn build(mut defs: Defs, opts: &LoadOptions, sink: &mut Sink, hash: String) -> R
     let mut names: Vec<String> = defs.macros.keys().cloned().collect();
     names.sort();
     for n in names {
-        let Some(m) = defs.macros.get_mut(&n) else { continue };
+        let Some(m) = defs.macros.get_mut(&n) else {
+            continue;
+        };
         match parser::parse(&m.cond.text) {
             Ok(e) => m.parsed = Some(e),
             Err(e) => {
-                let code = if e.too_deep { Code::TooDeep } else { Code::Syntax };
+                let code = if e.too_deep {
+                    Code::TooDeep
+                } else {
+                    Code::Syntax
+                };
                 let pos = m.cond.locate(e.span.start);
-                sink.error(code, &pos, e.span.len(), Some(&format!("macro {n}")), e.message);
+                sink.error(
+                    code,
+                    &pos,
+                    e.span.len(),
+                    Some(&format!("macro {n}")),
+                    e.message,
+                );
             }
         }
     }
     for sel in [&opts.enable_rules, &opts.disable_rules] {
         for p in sel {
             if !defs.rules.iter().any(|r| name_matches(p, &r.name)) {
-                let pos = Pos { file: "<options>".into(), line: 1, col: 1 };
-                sink.warn(Code::SelectionUnused, &pos, 1, None, format!("rule selection `{p}` matches no rule"));
+                let pos = Pos {
+                    file: "<options>".into(),
+                    line: 1,
+                    col: 1,
+                };
+                sink.warn(
+                    Code::SelectionUnused,
+                    &pos,
+                    1,
+                    None,
+                    format!("rule selection `{p}` matches no rule"),
+                );
             }
         }
     }
@@ -317,18 +404,42 @@ fn build(mut defs: Defs, opts: &LoadOptions, sink: &mut Sink, hash: String) -> R
             continue;
         }
         if r.source != "syscall" {
-            sink.warn(Code::BadItem, &r.pos, r.name.len(), Some(&r.name), format!("rule source `{}` is not supported (only syscall); rule skipped", r.source));
+            sink.warn(
+                Code::BadItem,
+                &r.pos,
+                r.name.len(),
+                Some(&r.name),
+                format!(
+                    "rule source `{}` is not supported (only syscall); rule skipped",
+                    r.source
+                ),
+            );
             continue;
         }
         let Some(cond) = &r.cond else { continue };
         let compiled = compile_rule(r, cond, &defs, sink, &mut memo_ids);
-        let Some((program, output)) = compiled else { continue };
+        let Some((program, output)) = compiled else {
+            continue;
+        };
         let kinds = program.kinds();
         if matches!(program, Node::Const(false)) || kinds.as_ref().is_some_and(KindSet::is_empty) {
-            sink.warn(Code::UncapturedEventType, &r.pos, r.name.len(), Some(&r.name), "rule can never fire with the monitor's events (see the warnings above)".to_string());
+            sink.warn(
+                Code::UncapturedEventType,
+                &r.pos,
+                r.name.len(),
+                Some(&r.name),
+                "rule can never fire with the monitor's events (see the warnings above)"
+                    .to_string(),
+            );
         }
         kinds_of.push(kinds);
-        rules.push(Rule { name: r.name.clone(), priority: r.priority.unwrap_or_default(), tags: r.tags.clone(), program, output });
+        rules.push(Rule {
+            name: r.name.clone(),
+            priority: r.priority.unwrap_or_default(),
+            tags: r.tags.clone(),
+            program,
+            output,
+        });
     }
 
     let mut by_kind = vec![Vec::new(); 512];
@@ -349,17 +460,39 @@ fn build(mut defs: Defs, opts: &LoadOptions, sink: &mut Sink, hash: String) -> R
             }
         }
     }
-    RuleSet { rules, by_kind, hash, any_count, memo_count: memo_ids.len() }
+    RuleSet {
+        rules,
+        by_kind,
+        hash,
+        any_count,
+        memo_count: memo_ids.len(),
+    }
 }
 
 /// Compile one rule: condition, exceptions, output. `None` when it has errors (reported).
-fn compile_rule(r: &RuleDef, cond: &CondSrc, defs: &Defs, sink: &mut Sink, memo_ids: &mut HashMap<String, u32>) -> Option<(Node, Template)> {
+fn compile_rule(
+    r: &RuleDef,
+    cond: &CondSrc,
+    defs: &Defs,
+    sink: &mut Sink,
+    memo_ids: &mut HashMap<String, u32>,
+) -> Option<(Node, Template)> {
     let first_diag = sink.diags.len();
     let expr = match parser::parse(&cond.text) {
         Ok(e) => e,
         Err(e) => {
-            let code = if e.too_deep { Code::TooDeep } else { Code::Syntax };
-            sink.error(code, &cond.locate(e.span.start), e.span.len(), Some(&r.name), e.message);
+            let code = if e.too_deep {
+                Code::TooDeep
+            } else {
+                Code::Syntax
+            };
+            sink.error(
+                code,
+                &cond.locate(e.span.start),
+                e.span.len(),
+                Some(&r.name),
+                e.message,
+            );
             return None;
         }
     };
@@ -372,30 +505,87 @@ fn compile_rule(r: &RuleDef, cond: &CondSrc, defs: &Defs, sink: &mut Sink, memo_
             let fe = compile::field_expr(f);
             if let fields::Lookup::Unknown = fields::lookup(&fe.name, fe.arg.as_deref()) {
                 c.errors += 1;
-                c.sink.error(Code::BadException, pos, f.len(), Some(&r.name), format!("exception `{}`: unknown field `{f}`", ex.name));
+                c.sink.error(
+                    Code::BadException,
+                    pos,
+                    f.len(),
+                    Some(&r.name),
+                    format!("exception `{}`: unknown field `{f}`", ex.name),
+                );
             }
         }
         for row in &ex.values {
             let mut checks = Vec::new();
             for (i, cell) in row.iter().enumerate() {
-                let field_text = if ex.single { &ex.fields[0].0 } else { &ex.fields[i].0 };
-                let comp = if ex.single { &ex.comps[0] } else { &ex.comps[i] };
+                let field_text = if ex.single {
+                    &ex.fields[0].0
+                } else {
+                    &ex.fields[i].0
+                };
+                let comp = if ex.single {
+                    &ex.comps[0]
+                } else {
+                    &ex.comps[i]
+                };
                 let Some(op) = op_from(comp) else {
                     c.errors += 1;
-                    c.sink.error(Code::BadException, &ex.pos, 1, Some(&r.name), format!("exception `{}`: `{comp}` is not an operator", ex.name));
+                    c.sink.error(
+                        Code::BadException,
+                        &ex.pos,
+                        1,
+                        Some(&r.name),
+                        format!("exception `{}`: `{comp}` is not an operator", ex.name),
+                    );
                     continue;
                 };
                 let (pos, rhs) = match cell {
-                    ExVal::One(text, pos) if matches!(op, parser::Op::In | parser::Op::Intersects | parser::Op::PMatch) => {
-                        (pos.clone(), Rhs::List(vec![Value { text: text.clone(), quoted: false, span: Span::default() }], Span::default()))
+                    ExVal::One(text, pos)
+                        if matches!(
+                            op,
+                            parser::Op::In | parser::Op::Intersects | parser::Op::PMatch
+                        ) =>
+                    {
+                        (
+                            pos.clone(),
+                            Rhs::List(
+                                vec![Value {
+                                    text: text.clone(),
+                                    quoted: false,
+                                    span: Span::default(),
+                                }],
+                                Span::default(),
+                            ),
+                        )
                     }
-                    ExVal::One(text, pos) => (pos.clone(), Rhs::Value(Value { text: text.clone(), quoted: false, span: Span::default() })),
+                    ExVal::One(text, pos) => (
+                        pos.clone(),
+                        Rhs::Value(Value {
+                            text: text.clone(),
+                            quoted: false,
+                            span: Span::default(),
+                        }),
+                    ),
                     ExVal::Many(items, pos) => (
                         pos.clone(),
-                        Rhs::List(items.iter().map(|(t, _)| Value { text: t.clone(), quoted: false, span: Span::default() }).collect(), Span::default()),
+                        Rhs::List(
+                            items
+                                .iter()
+                                .map(|(t, _)| Value {
+                                    text: t.clone(),
+                                    quoted: false,
+                                    span: Span::default(),
+                                })
+                                .collect(),
+                            Span::default(),
+                        ),
                     ),
                 };
-                let e = Expr::Check { field: compile::field_expr(field_text), op, op_span: Span::default(), rhs };
+                let e = Expr::Check {
+                    field: compile::field_expr(field_text),
+                    op,
+                    op_span: Span::default(),
+                    rhs,
+                };
                 let src = CondSrc::synthetic(String::new(), pos);
                 checks.push(c.expr(&e, &src));
             }
@@ -409,7 +599,12 @@ fn compile_rule(r: &RuleDef, cond: &CondSrc, defs: &Defs, sink: &mut Sink, memo_
     let out_src = r.output.clone().unwrap_or_default();
     let output = Template::compile(&out_src, sink, &r.name);
     if errors > 0 {
-        if r.skip_if_unknown && sink.diags[first_diag..].iter().filter(|d| d.is_error()).all(|d| d.code == Code::UnknownField) {
+        if r.skip_if_unknown
+            && sink.diags[first_diag..]
+                .iter()
+                .filter(|d| d.is_error())
+                .all(|d| d.code == Code::UnknownField)
+        {
             for d in &mut sink.diags[first_diag..] {
                 d.severity = Severity::Info;
             }

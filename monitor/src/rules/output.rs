@@ -52,7 +52,9 @@ impl Template {
                 }
             } else {
                 let mut j = i + 1;
-                while j < cs.len() && (cs[j].is_ascii_alphanumeric() || cs[j] == '_' || cs[j] == '.') {
+                while j < cs.len()
+                    && (cs[j].is_ascii_alphanumeric() || cs[j] == '_' || cs[j] == '.')
+                {
                     j += 1;
                 }
                 // A trailing '.' ends the sentence, not the field.
@@ -78,17 +80,40 @@ impl Template {
                 parts.push(Part::Lit(std::mem::take(&mut lit)));
             }
             let written: String = cs[start + 1..end].iter().collect::<String>();
-            let written = written.trim_start_matches('(').trim_end_matches(')').to_string();
+            let written = written
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .to_string();
             let pos = || src.locate(start);
             let len = end - start;
             let field = match fields::lookup(&name, arg.as_deref()) {
-                Lookup::Found { spec, arg } => Some(FieldRef { id: spec.id, arg, transformers: Vec::new() }),
+                Lookup::Found { spec, arg } => Some(FieldRef {
+                    id: spec.id,
+                    arg,
+                    transformers: Vec::new(),
+                }),
                 Lookup::Unsupported(why) => {
-                    sink.push(Code::Output, Severity::Info, &pos(), len, Some(item), format!("output field `{written}` is not supported ({why}); it renders as <NA>"));
+                    sink.push(
+                        Code::Output,
+                        Severity::Info,
+                        &pos(),
+                        len,
+                        Some(item),
+                        format!(
+                            "output field `{written}` is not supported ({why}); it renders as <NA>"
+                        ),
+                    );
                     None
                 }
                 Lookup::Unknown => {
-                    sink.push(Code::Output, Severity::Warning, &pos(), len, Some(item), format!("unknown output field `{written}`; it renders as <NA>"));
+                    sink.push(
+                        Code::Output,
+                        Severity::Warning,
+                        &pos(),
+                        len,
+                        Some(item),
+                        format!("unknown output field `{written}`; it renders as <NA>"),
+                    );
                     None
                 }
                 Lookup::BadArg(m) => {

@@ -36,6 +36,8 @@ pub struct Span {
 }
 
 impl Span {
+    /// Length for a caret line: at least one character, so a point error is still visible.
+    #[expect(clippy::len_without_is_empty, reason = "a caret span is never empty")]
     pub fn len(&self) -> usize {
         self.end.saturating_sub(self.start).max(1)
     }
@@ -148,7 +150,12 @@ pub enum Expr {
     Or(Vec<Expr>),
     Not(Box<Expr>),
     Macro(String, Span),
-    Check { field: FieldExpr, op: Op, op_span: Span, rhs: Rhs },
+    Check {
+        field: FieldExpr,
+        op: Op,
+        op_span: Span,
+        rhs: Rhs,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -178,7 +185,11 @@ fn is_bare_char(c: char) -> bool {
 
 /// Parse a whole condition.
 pub fn parse(text: &str) -> Result<Expr, ParseError> {
-    let mut p = P { s: text.chars().collect(), i: 0, depth: 0 };
+    let mut p = P {
+        s: text.chars().collect(),
+        i: 0,
+        depth: 0,
+    };
     p.ws();
     if p.i >= p.s.len() {
         return Err(p.err_at(p.i, p.i, "empty condition"));
@@ -187,14 +198,25 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
     p.ws();
     if p.i < p.s.len() {
         let end = p.token_end(p.i);
-        return Err(p.err_at(p.i, end, "unexpected text after the end of the expression (missing `and`/`or`?)"));
+        return Err(p.err_at(
+            p.i,
+            end,
+            "unexpected text after the end of the expression (missing `and`/`or`?)",
+        ));
     }
     Ok(e)
 }
 
 impl P {
     fn err_at(&self, start: usize, end: usize, msg: &str) -> ParseError {
-        ParseError { message: msg.to_string(), span: Span { start, end: end.max(start + 1) }, too_deep: false }
+        ParseError {
+            message: msg.to_string(),
+            span: Span {
+                start,
+                end: end.max(start + 1),
+            },
+            too_deep: false,
+        }
     }
 
     fn ws(&mut self) {
@@ -237,7 +259,11 @@ impl P {
     fn enter(&mut self) -> Result<(), ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            let mut e = self.err_at(self.i, self.i + 1, &format!("condition nests deeper than {MAX_DEPTH} levels"));
+            let mut e = self.err_at(
+                self.i,
+                self.i + 1,
+                &format!("condition nests deeper than {MAX_DEPTH} levels"),
+            );
             e.too_deep = true;
             return Err(e);
         }
@@ -250,7 +276,11 @@ impl P {
         while self.keyword("or") {
             items.push(self.and()?);
         }
-        Ok(if items.len() == 1 { items.pop().unwrap_or(Expr::And(Vec::new())) } else { Expr::Or(items) })
+        Ok(if items.len() == 1 {
+            items.pop().unwrap_or(Expr::And(Vec::new()))
+        } else {
+            Expr::Or(items)
+        })
     }
 
     fn and(&mut self) -> Result<Expr, ParseError> {
@@ -259,7 +289,11 @@ impl P {
         while self.keyword("and") {
             items.push(self.unary()?);
         }
-        Ok(if items.len() == 1 { items.pop().unwrap_or(Expr::And(Vec::new())) } else { Expr::And(items) })
+        Ok(if items.len() == 1 {
+            items.pop().unwrap_or(Expr::And(Vec::new()))
+        } else {
+            Expr::And(items)
+        })
     }
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
@@ -275,7 +309,11 @@ impl P {
     fn primary(&mut self) -> Result<Expr, ParseError> {
         self.ws();
         match self.peek() {
-            None => Err(self.err_at(self.i, self.i, "unexpected end of condition: expected a check, a macro or `(`")),
+            None => Err(self.err_at(
+                self.i,
+                self.i,
+                "unexpected end of condition: expected a check, a macro or `(`",
+            )),
             Some('(') => {
                 let open = self.i;
                 self.i += 1;
@@ -298,7 +336,11 @@ impl P {
                 for kw in ["and", "or"] {
                     if self.keyword(kw) {
                         self.i = save;
-                        return Err(self.err_at(save, save + kw.len(), &format!("expected a field, a macro, `not` or `(`, found `{kw}`")));
+                        return Err(self.err_at(
+                            save,
+                            save + kw.len(),
+                            &format!("expected a field, a macro, `not` or `(`, found `{kw}`"),
+                        ));
                     }
                 }
                 self.check_or_macro()
@@ -315,7 +357,10 @@ impl P {
         while self.i < self.s.len() && is_name_char(self.s[self.i]) {
             self.i += 1;
         }
-        (self.s[start..self.i].iter().collect(), Span { start, end: self.i })
+        (
+            self.s[start..self.i].iter().collect(),
+            Span { start, end: self.i },
+        )
     }
 
     /// `NAME [ "[" ARG "]" ]` or `TRANSFORMER "(" field ")"`; called at a name start.
@@ -334,7 +379,11 @@ impl P {
             self.depth -= 1;
             self.ws();
             if self.peek() != Some(')') {
-                return Err(self.err_at(self.i, self.token_end(self.i), &format!("expected `)` closing {name}(")));
+                return Err(self.err_at(
+                    self.i,
+                    self.token_end(self.i),
+                    &format!("expected `)` closing {name}("),
+                ));
             }
             self.i += 1;
             inner.transformers.push(name);
@@ -355,7 +404,13 @@ impl P {
             arg = Some(self.s[a_start..self.i].iter().collect::<String>());
             self.i += 1;
         }
-        Ok(FieldExpr { name, arg, transformers: Vec::new(), span: Span { start, end: self.i }, name_span })
+        Ok(FieldExpr {
+            name,
+            arg,
+            transformers: Vec::new(),
+            span: Span { start, end: self.i },
+            name_span,
+        })
     }
 
     fn operator(&mut self) -> Option<(Op, Span)> {
@@ -403,24 +458,52 @@ impl P {
                     self.ws();
                     if self.peek() == Some('(') {
                         // Falco accepts `x = (a)`? No: only list operators take lists.
-                        return Err(self.err_at(self.i, self.i + 1, &format!("operator `{}` takes a single value, not a list", op.as_str())));
+                        return Err(self.err_at(
+                            self.i,
+                            self.i + 1,
+                            &format!(
+                                "operator `{}` takes a single value, not a list",
+                                op.as_str()
+                            ),
+                        ));
                     }
                     self.value_or_val()?
                 };
-                Ok(Expr::Check { field, op, op_span, rhs })
+                Ok(Expr::Check {
+                    field,
+                    op,
+                    op_span,
+                    rhs,
+                })
             }
             None => {
-                let is_macro_name = field.arg.is_none() && field.transformers.is_empty() && !field.name.contains('.');
+                let is_macro_name = field.arg.is_none()
+                    && field.transformers.is_empty()
+                    && !field.name.contains('.');
                 if is_macro_name {
-                    Ok(Expr::Macro(field.name, Span { start: save, end: after_field }))
+                    Ok(Expr::Macro(
+                        field.name,
+                        Span {
+                            start: save,
+                            end: after_field,
+                        },
+                    ))
                 } else {
                     self.i = after_field;
                     self.ws();
                     if self.i >= self.s.len() {
-                        return Err(self.err_at(field.span.start, field.span.end, &format!("field `{}` is not followed by an operator", field.name)));
+                        return Err(self.err_at(
+                            field.span.start,
+                            field.span.end,
+                            &format!("field `{}` is not followed by an operator", field.name),
+                        ));
                     }
                     let end = self.token_end(self.i);
-                    Err(self.err_at(self.i, end, &format!("expected an operator after field `{}`", field.name)))
+                    Err(self.err_at(
+                        self.i,
+                        end,
+                        &format!("expected an operator after field `{}`", field.name),
+                    ))
                 }
             }
         }
@@ -434,7 +517,11 @@ impl P {
             let f = self.field()?;
             self.ws();
             if self.peek() != Some(')') {
-                return Err(self.err_at(self.i, self.token_end(self.i), "expected `)` closing val("));
+                return Err(self.err_at(
+                    self.i,
+                    self.token_end(self.i),
+                    "expected `)` closing val(",
+                ));
             }
             self.i += 1;
             let _ = start;
@@ -453,7 +540,13 @@ impl P {
                 let mut out = String::new();
                 loop {
                     match self.peek() {
-                        None => return Err(self.err_at(start, start + 1, "unterminated quoted string")),
+                        None => {
+                            return Err(self.err_at(
+                                start,
+                                start + 1,
+                                "unterminated quoted string",
+                            ));
+                        }
                         Some('\\') => {
                             let c = self.s.get(self.i + 1).copied();
                             match c {
@@ -461,7 +554,13 @@ impl P {
                                 Some('t') => out.push('\t'),
                                 Some('r') => out.push('\r'),
                                 Some(c) => out.push(c),
-                                None => return Err(self.err_at(start, start + 1, "unterminated quoted string")),
+                                None => {
+                                    return Err(self.err_at(
+                                        start,
+                                        start + 1,
+                                        "unterminated quoted string",
+                                    ));
+                                }
                             }
                             self.i += 2;
                         }
@@ -475,13 +574,21 @@ impl P {
                         }
                     }
                 }
-                Ok(Value { text: out, quoted: true, span: Span { start, end: self.i } })
+                Ok(Value {
+                    text: out,
+                    quoted: true,
+                    span: Span { start, end: self.i },
+                })
             }
             Some(c) if is_bare_char(c) => {
                 while self.i < self.s.len() && is_bare_char(self.s[self.i]) {
                     self.i += 1;
                 }
-                Ok(Value { text: self.s[start..self.i].iter().collect(), quoted: false, span: Span { start, end: self.i } })
+                Ok(Value {
+                    text: self.s[start..self.i].iter().collect(),
+                    quoted: false,
+                    span: Span { start, end: self.i },
+                })
             }
             Some(_) => Err(self.err_at(self.i, self.token_end(self.i), "expected a value")),
         }
@@ -510,8 +617,20 @@ impl P {
                     self.i += 1;
                     break;
                 }
-                None => return Err(self.err_at(start, start + 1, "unbalanced `(`: list has no closing `)`")),
-                Some(_) => return Err(self.err_at(self.i, self.token_end(self.i), "expected `,` or `)` in list")),
+                None => {
+                    return Err(self.err_at(
+                        start,
+                        start + 1,
+                        "unbalanced `(`: list has no closing `)`",
+                    ));
+                }
+                Some(_) => {
+                    return Err(self.err_at(
+                        self.i,
+                        self.token_end(self.i),
+                        "expected `,` or `)` in list",
+                    ));
+                }
             }
         }
         Ok(Rhs::List(items, Span { start, end: self.i }))
@@ -522,8 +641,14 @@ impl P {
 /// written `'"a b"'` in YAML is the quoted string `a b`.
 pub fn unquote_item(s: &str) -> (String, bool) {
     let t = s.trim();
-    if t.len() >= 2 && ((t.starts_with('"') && t.ends_with('"')) || (t.starts_with('\'') && t.ends_with('\''))) {
-        let mut p = P { s: t.chars().collect(), i: 0, depth: 0 };
+    if t.len() >= 2
+        && ((t.starts_with('"') && t.ends_with('"')) || (t.starts_with('\'') && t.ends_with('\'')))
+    {
+        let mut p = P {
+            s: t.chars().collect(),
+            i: 0,
+            depth: 0,
+        };
         if let Ok(v) = p.value()
             && p.i == p.s.len()
         {

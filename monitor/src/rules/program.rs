@@ -9,6 +9,32 @@ use monitor_common::EventType;
 
 use super::fields::{Ctx, FieldRef, Id, V, extract};
 
+/// FNV-1a for the string sets: their keys come from the rule files (trusted), probes from
+/// events only look up, never insert, so collisions cannot be grown by the monitored side;
+/// SipHash's flooding resistance buys nothing here and costs a third of a lookup.
+#[derive(Clone, Copy, Default)]
+pub struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub type FastSet<T> = HashSet<T, std::hash::BuildHasherDefault<Fnv>>;
+
 /// Set of event kinds, by id (ids are below `monitor_common::MAX_KIND_ID` = 512).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct KindSet(pub [u64; 8]);
@@ -82,15 +108,25 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.bits == 0 { 0 } else { u32::MAX << (32 - u32::from(self.bits)) };
+                let mask = if self.bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.bits))
+                };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.bits == 0 { 0 } else { u128::MAX << (128 - u32::from(self.bits)) };
+                let mask = if self.bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.bits))
+                };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             // An IPv4-mapped IPv6 address belongs to the IPv4 network.
-            (IpAddr::V4(_), IpAddr::V6(a)) => a.to_ipv4_mapped().is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+            (IpAddr::V4(_), IpAddr::V6(a)) => a
+                .to_ipv4_mapped()
+                .is_some_and(|v4| self.contains(IpAddr::V4(v4))),
             _ => false,
         }
     }
@@ -149,15 +185,25 @@ impl Glob {
     }
 
     pub fn matches(&self, s: &str) -> bool {
-        let cs: Vec<char> = s.chars().collect();
+        // ASCII text (nearly every path) is matched byte by byte, without allocating.
+        if s.is_ascii() {
+            self.run(s.as_bytes(), |b| b as char)
+        } else {
+            let cs: Vec<char> = s.chars().collect();
+            self.run(&cs, |c| c)
+        }
+    }
+
+    fn run<T: Copy>(&self, cs: &[T], ch: impl Fn(T) -> char) -> bool {
         // Iterative matcher with single-star backtracking: linear-ish, no recursion.
         let (mut p, mut t) = (0usize, 0usize);
         let (mut star_p, mut star_t) = (usize::MAX, 0usize);
         while t < cs.len() {
+            let c = ch(cs[t]);
             let ok = match self.0.get(p) {
-                Some(GTok::Lit(c)) => *c == cs[t],
+                Some(GTok::Lit(l)) => *l == c,
                 Some(GTok::Any) => true,
-                Some(GTok::Class(neg, r)) => r.iter().any(|(a, b)| *a <= cs[t] && cs[t] <= *b) != *neg,
+                Some(GTok::Class(neg, r)) => r.iter().any(|(a, b)| *a <= c && c <= *b) != *neg,
                 Some(GTok::Star) => {
                     star_p = p;
                     star_t = t;
@@ -179,13 +225,28 @@ impl Glob {
         }
         self.0[p..].iter().all(|g| matches!(g, GTok::Star))
     }
+
+    /// A glob that is only a literal with at most one leading or trailing `*` is an equality,
+    /// prefix or suffix test: cheaper, and mergeable with its neighbours.
+    pub fn as_simple(&self) -> Option<(u8, String)> {
+        let lit = |toks: &[GTok]| -> Option<String> {
+            toks.iter()
+                .map(|t| if let GTok::Lit(c) = t { Some(*c) } else { None })
+                .collect()
+        };
+        match self.0.as_slice() {
+            [GTok::Star, rest @ ..] if !rest.is_empty() => lit(rest).map(|l| (b'e', l)),
+            [rest @ .., GTok::Star] if !rest.is_empty() => lit(rest).map(|l| (b's', l)),
+            all => lit(all).map(|l| (b'=', l)),
+        }
+    }
 }
 
 /// Path prefixes for `pmatch`: a value matches when it or one of its parent directories is in
 /// the set, so a lookup costs one hash probe per path component whatever the list size.
 #[derive(Clone, Debug, Default)]
 pub struct PathPrefixes {
-    set: HashSet<Box<str>>,
+    set: FastSet<Box<str>>,
     root: bool,
 }
 
@@ -210,7 +271,8 @@ impl PathPrefixes {
         if self.set.contains(v) {
             return true;
         }
-        v.match_indices('/').any(|(i, _)| i > 0 && self.set.contains(&v[..i]))
+        v.match_indices('/')
+            .any(|(i, _)| i > 0 && self.set.contains(&v[..i]))
     }
 }
 
@@ -219,7 +281,7 @@ pub enum Test {
     Exists,
     Kinds(Box<KindSet>),
     SEq(Box<str>),
-    SSet(HashSet<Box<str>>),
+    SSet(FastSet<Box<str>>),
     SContains(Box<str>),
     /// Pattern already ASCII-lowercased.
     SIContains(Box<str>),
@@ -251,10 +313,26 @@ impl Test {
     pub fn cost(&self) -> u32 {
         match self {
             Test::Kinds(_) => 0,
-            Test::Exists | Test::IEq(_) | Test::ILt(_) | Test::ILe(_) | Test::IGt(_) | Test::IGe(_) | Test::BEq(_) => 1,
-            Test::SEq(_) | Test::SSet(_) | Test::ISet(_) | Test::Net(_) | Test::SStarts(_) | Test::SEnds(_) => 2,
+            Test::Exists
+            | Test::IEq(_)
+            | Test::ILt(_)
+            | Test::ILe(_)
+            | Test::IGt(_)
+            | Test::IGe(_)
+            | Test::BEq(_) => 1,
+            Test::SEq(_)
+            | Test::SSet(_)
+            | Test::ISet(_)
+            | Test::Net(_)
+            | Test::SStarts(_)
+            | Test::SEnds(_) => 2,
             Test::PMatch(_) => 3,
-            Test::SContains(_) | Test::SIContains(_) | Test::BContains(_) | Test::BStarts(_) | Test::ContainsAny(_) | Test::StartsAny(_) => 4,
+            Test::SContains(_)
+            | Test::SIContains(_)
+            | Test::BContains(_)
+            | Test::BStarts(_)
+            | Test::ContainsAny(_)
+            | Test::StartsAny(_) => 4,
             Test::Field(..) => 4,
             Test::SGlob(_) | Test::SIGlob(_) => 6,
             Test::Regex(_) => 10,
@@ -268,10 +346,17 @@ impl Test {
             (Test::SEq(x), V::S(s)) => **x == **s,
             (Test::SSet(x), V::S(s)) => x.contains(&**s),
             (Test::SContains(x), V::S(s)) => s.contains(&**x),
-            (Test::SIContains(x), V::S(s)) => x.is_empty() || s.as_bytes().windows(x.len()).any(|w| w.eq_ignore_ascii_case(x.as_bytes())),
+            (Test::SIContains(x), V::S(s)) => {
+                x.is_empty()
+                    || s.as_bytes()
+                        .windows(x.len())
+                        .any(|w| w.eq_ignore_ascii_case(x.as_bytes()))
+            }
             (Test::SStarts(x), V::S(s)) => s.starts_with(&**x),
             (Test::SEnds(x), V::S(s)) => s.ends_with(&**x),
-            (Test::BContains(x), V::S(s)) => !x.is_empty() && s.as_bytes().windows(x.len()).any(|w| w == &x[..]),
+            (Test::BContains(x), V::S(s)) => {
+                !x.is_empty() && s.as_bytes().windows(x.len()).any(|w| w == &x[..])
+            }
             (Test::BStarts(x), V::S(s)) => s.as_bytes().starts_with(x),
             (Test::SGlob(g), V::S(s)) => g.matches(s),
             (Test::SIGlob(g), V::S(s)) => g.matches(&s.to_lowercase()),
@@ -333,7 +418,9 @@ impl Check {
         match &v {
             V::Absent => false,
             V::Many(items) => {
-                let any = items.iter().any(|x| !matches!(x, V::Absent) && self.test.test(x, cx));
+                let any = items
+                    .iter()
+                    .any(|x| !matches!(x, V::Absent) && self.test.test(x, cx));
                 if matches!(self.test, Test::Exists) {
                     return items.iter().any(|x| !matches!(x, V::Absent));
                 }
@@ -394,13 +481,21 @@ impl Node {
             Node::Const(false) => Some(KindSet::default()),
             Node::Memo(_, n) => n.kinds(),
             Node::Check(c) => match (&c.test, c.field.id) {
-                (Test::Kinds(s), Id::EvtType) => Some(if c.negate { s.complement() } else { (**s).clone() }),
+                (Test::Kinds(s), Id::EvtType) => Some(if c.negate {
+                    s.complement()
+                } else {
+                    (**s).clone()
+                }),
                 _ => None,
             },
             Node::Not(inner) => match &**inner {
                 Node::Check(c) if matches!(c.test, Test::Kinds(_)) => {
                     let Test::Kinds(s) = &c.test else { return None };
-                    Some(if c.negate { (**s).clone() } else { s.complement() })
+                    Some(if c.negate {
+                        (**s).clone()
+                    } else {
+                        s.complement()
+                    })
                 }
                 _ => None,
             },
@@ -500,13 +595,22 @@ fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
             continue;
         };
         let Node::Check(c) = n else { continue };
-        match groups.iter_mut().find(|(f, gg, _)| *f == c.field && *gg == g) {
+        match groups
+            .iter_mut()
+            .find(|(f, gg, _)| *f == c.field && *gg == g)
+        {
             Some((_, _, v)) => v.extend(pats),
             None => groups.push((c.field.clone(), g, pats)),
         }
     }
     for (field, g, pats) in groups {
-        let single = |t: Test| Node::Check(Box::new(Check { field: field.clone(), test: t, negate: false }));
+        let single = |t: Test| {
+            Node::Check(Box::new(Check {
+                field: field.clone(),
+                test: t,
+                negate: false,
+            }))
+        };
         let test = match g {
             Group::Eq if pats.len() == 1 => Test::SEq(pats[0].as_str().into()),
             Group::Eq => Test::SSet(pats.iter().map(|s| s.as_str().into()).collect()),
@@ -523,7 +627,11 @@ fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
             _ => {
                 let built = AhoCorasick::builder()
                     .ascii_case_insensitive(g == Group::IContains)
-                    .start_kind(if g == Group::Starts { aho_corasick::StartKind::Anchored } else { aho_corasick::StartKind::Unanchored })
+                    .start_kind(if g == Group::Starts {
+                        aho_corasick::StartKind::Anchored
+                    } else {
+                        aho_corasick::StartKind::Unanchored
+                    })
                     .build(&pats);
                 match built {
                     Ok(ac) if g == Group::Starts => Test::StartsAny(Box::new(ac)),

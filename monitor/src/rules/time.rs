@@ -21,7 +21,12 @@ pub fn rfc3339(ts_ns: u64) -> String {
     let ns = ts_ns % 1_000_000_000;
     let (y, mo, d) = civil(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
-    format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{ns:09}Z", sod / 3600, sod / 60 % 60, sod % 60)
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{ns:09}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
 }
 
 /// `HH:MM:SS.nnnnnnnnn` (or `HH:MM:SS`).
@@ -29,7 +34,11 @@ pub fn clock(ts_ns: u64, with_ns: bool) -> String {
     let secs = ts_ns / 1_000_000_000;
     let sod = secs % 86_400;
     let base = format!("{:02}:{:02}:{:02}", sod / 3600, sod / 60 % 60, sod % 60);
-    if with_ns { format!("{base}.{:09}", ts_ns % 1_000_000_000) } else { base }
+    if with_ns {
+        format!("{base}.{:09}", ts_ns % 1_000_000_000)
+    } else {
+        base
+    }
 }
 
 #[cfg(test)]
@@ -38,7 +47,10 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000000000Z");
         // 2024-02-29T12:34:56.000000007Z
-        assert_eq!(super::rfc3339(1_709_210_096_000_000_007), "2024-02-29T12:34:56.000000007Z");
+        assert_eq!(
+            super::rfc3339(1_709_210_096_000_000_007),
+            "2024-02-29T12:34:56.000000007Z"
+        );
         assert_eq!(super::clock(1_709_210_096_000_000_007, false), "12:34:56");
     }
 }

@@ -61,7 +61,10 @@ impl Node {
     }
 
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 
     pub fn kind_name(&self) -> &'static str {
@@ -76,8 +79,13 @@ impl Node {
     /// Exact for single-line scalars and for block/multi-line scalars whose lines appear
     /// verbatim in the value; otherwise falls back to the nearest line start found.
     pub fn locate(&self, src: &str, offset: usize) -> Pos {
-        let Kind::Scalar(value, style) = &self.kind else { return self.pos.clone() };
-        let quoted = matches!(style, TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted);
+        let Kind::Scalar(value, style) = &self.kind else {
+            return self.pos.clone();
+        };
+        let quoted = matches!(
+            style,
+            TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
+        );
         let block = matches!(style, TScalarStyle::Literal | TScalarStyle::Folded);
         // (char offset in value, line, col) anchors.
         let mut anchors: Vec<(usize, usize, usize)> = Vec::new();
@@ -93,7 +101,10 @@ impl Node {
             // Segment of the line that belongs to the scalar, and its starting column.
             let (seg, mut col) = if i == first {
                 let start_col = self.pos.col + usize::from(quoted);
-                (line.chars().skip(start_col - 1).collect::<String>(), start_col)
+                (
+                    line.chars().skip(start_col - 1).collect::<String>(),
+                    start_col,
+                )
             } else {
                 (line.to_string(), 1)
             };
@@ -117,7 +128,11 @@ impl Node {
         let Some(&(a_off, line, col)) = anchors.iter().rev().find(|(o, _, _)| *o <= offset) else {
             return self.pos.clone();
         };
-        Pos { file: self.pos.file.clone(), line, col: col + (offset - a_off) }
+        Pos {
+            file: self.pos.file.clone(),
+            line,
+            col: col + (offset - a_off),
+        }
     }
 }
 
@@ -137,7 +152,11 @@ struct Builder {
 impl Builder {
     fn pos(&self, m: Marker) -> Pos {
         // yaml-rust2 markers: 1-based lines, 0-based columns.
-        Pos { file: self.file.clone(), line: m.line(), col: m.col() + 1 }
+        Pos {
+            file: self.file.clone(),
+            line: m.line(),
+            col: m.col() + 1,
+        }
     }
 
     fn insert(&mut self, node: Node) {
@@ -160,21 +179,39 @@ impl MarkedEventReceiver for Builder {
         let pos = self.pos(mark);
         match ev {
             Event::Scalar(s, style, anchor, _) => {
-                let node = Node { kind: Kind::Scalar(s, style), pos };
+                let node = Node {
+                    kind: Kind::Scalar(s, style),
+                    pos,
+                };
                 if anchor > 0 {
                     self.anchors.insert(anchor, node.clone());
                 }
                 self.insert(node);
             }
-            Event::SequenceStart(..) => self.stack.push((Node { kind: Kind::Seq(Vec::new()), pos }, None)),
-            Event::MappingStart(..) => self.stack.push((Node { kind: Kind::Map(Vec::new()), pos }, None)),
+            Event::SequenceStart(..) => self.stack.push((
+                Node {
+                    kind: Kind::Seq(Vec::new()),
+                    pos,
+                },
+                None,
+            )),
+            Event::MappingStart(..) => self.stack.push((
+                Node {
+                    kind: Kind::Map(Vec::new()),
+                    pos,
+                },
+                None,
+            )),
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((node, _)) = self.stack.pop() {
                     self.insert(node);
                 }
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().unwrap_or(Node { kind: Kind::Scalar(String::new(), TScalarStyle::Plain), pos });
+                let node = self.anchors.get(&id).cloned().unwrap_or(Node {
+                    kind: Kind::Scalar(String::new(), TScalarStyle::Plain),
+                    pos,
+                });
                 self.insert(node);
             }
             _ => {}
@@ -199,8 +236,21 @@ pub fn parse(file: Arc<str>, text: &str) -> Result<Vec<Node>, YamlError> {
                 let line_idx = e.pos.line.saturating_sub(1);
                 let line = cur.lines().nth(line_idx).unwrap_or("");
                 let t = line.trim();
-                if e.message.contains("indentation") && !t.is_empty() && t.chars().all(|c| matches!(c, ']' | '}' | ',')) {
-                    let fixed: Vec<String> = cur.lines().enumerate().map(|(i, l)| if i == line_idx { format!(" {l}") } else { l.to_string() }).collect();
+                if e.message.contains("indentation")
+                    && !t.is_empty()
+                    && t.chars().all(|c| matches!(c, ']' | '}' | ','))
+                {
+                    let fixed: Vec<String> = cur
+                        .lines()
+                        .enumerate()
+                        .map(|(i, l)| {
+                            if i == line_idx {
+                                format!(" {l}")
+                            } else {
+                                l.to_string()
+                            }
+                        })
+                        .collect();
                     owned = Some(fixed.join("\n"));
                     continue;
                 }
@@ -212,10 +262,19 @@ pub fn parse(file: Arc<str>, text: &str) -> Result<Vec<Node>, YamlError> {
 }
 
 fn parse_once(file: Arc<str>, text: &str) -> Result<Vec<Node>, YamlError> {
-    let mut b = Builder { file: file.clone(), stack: Vec::new(), docs: Vec::new(), anchors: Default::default() };
+    let mut b = Builder {
+        file: file.clone(),
+        stack: Vec::new(),
+        docs: Vec::new(),
+        anchors: Default::default(),
+    };
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut b, true).map_err(|e| YamlError {
-        pos: Pos { file, line: e.marker().line(), col: e.marker().col() + 1 },
+        pos: Pos {
+            file,
+            line: e.marker().line(),
+            col: e.marker().col() + 1,
+        },
         message: e.info().to_string(),
     })?;
     Ok(b.docs)

@@ -1,4 +1,4 @@
-//! Rule engine throughput, for `cargo xtask bench rules` (figures, never assertions).
+//! Rule engine throughput, for `monitor rules bench` and `cargo xtask bench rules` (figures, never assertions).
 //!
 //! Two streams, each evaluated on one thread (figures are events/s per core): "benign", the
 //! syscalls of a busy container (library opens, execs of common tools, cluster-internal
@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::event::{Ancestor, Container, Event, EventType, Fd, FdType, NetTuple, Process, SCHEMA_VERSION, Source};
+use crate::event::{
+    Ancestor, Container, Event, EventType, Fd, FdType, NetTuple, Process, SCHEMA_VERSION, Source,
+};
 use crate::rules::{self, LoadOptions, fixture};
 
 fn benign(i: usize) -> Event {
@@ -18,41 +20,104 @@ fn benign(i: usize) -> Event {
         ppid: 900,
         comm: ["java", "nginx", "python3", "ls", "node"][i % 5].to_string(),
         exe: "app".into(),
-        exepath: ["/usr/bin/java", "/usr/sbin/nginx", "/usr/bin/python3", "/usr/bin/ls", "/usr/local/bin/node"][i % 5].into(),
+        exepath: [
+            "/usr/bin/java",
+            "/usr/sbin/nginx",
+            "/usr/bin/python3",
+            "/usr/bin/ls",
+            "/usr/local/bin/node",
+        ][i % 5]
+            .into(),
         args: vec!["-c".into(), format!("config-{}.yaml", i % 7)],
         cwd: "/app".into(),
-        ancestors: vec![Ancestor { pid: 900, comm: "containerd-shim".into(), exepath: "/usr/bin/containerd-shim-runc-v2".into(), args: vec![] }],
+        ancestors: vec![Ancestor {
+            pid: 900,
+            comm: "containerd-shim".into(),
+            exepath: "/usr/bin/containerd-shim-runc-v2".into(),
+            args: vec![],
+        }],
         ..Process::default()
     };
-    let container = Container { id: "0123456789ab".into(), name: "app".into(), image: "docker.io/acme/app:1".into(), image_repository: "docker.io/acme/app".into(), image_tag: "1".into(), metadata_complete: true, ..Container::default() };
+    let container = Container {
+        id: "0123456789ab".into(),
+        name: "app".into(),
+        image: "docker.io/acme/app:1".into(),
+        image_repository: "docker.io/acme/app".into(),
+        image_tag: "1".into(),
+        metadata_complete: true,
+        ..Container::default()
+    };
     let (kind, fd, args) = match i % 10 {
         0..=4 => (
             EventType::Openat,
-            Some(Fd { num: Some(5), typ: FdType::File, path: Some(format!("/usr/lib/x86_64-linux-gnu/lib{}.so.1", i % 13)), path_source: Source::Kernel, ..Fd::default() }),
-            [("flags".to_string(), rules_arg_flags(0, "O_RDONLY|O_CLOEXEC"))].into_iter().collect(),
+            Some(Fd {
+                num: Some(5),
+                typ: FdType::File,
+                path: Some(format!("/usr/lib/x86_64-linux-gnu/lib{}.so.1", i % 13)),
+                path_source: Source::Kernel,
+                ..Fd::default()
+            }),
+            [(
+                "flags".to_string(),
+                rules_arg_flags(0, "O_RDONLY|O_CLOEXEC"),
+            )]
+            .into_iter()
+            .collect(),
         ),
         5 => (
             EventType::Openat,
-            Some(Fd { num: Some(6), typ: FdType::File, path: Some(format!("/app/data/{}.tmp", i % 97)), path_source: Source::Kernel, ..Fd::default() }),
-            [("flags".to_string(), rules_arg_flags(577, "O_WRONLY|O_CREAT|O_TRUNC"))].into_iter().collect(),
+            Some(Fd {
+                num: Some(6),
+                typ: FdType::File,
+                path: Some(format!("/app/data/{}.tmp", i % 97)),
+                path_source: Source::Kernel,
+                ..Fd::default()
+            }),
+            [(
+                "flags".to_string(),
+                rules_arg_flags(577, "O_WRONLY|O_CREAT|O_TRUNC"),
+            )]
+            .into_iter()
+            .collect(),
         ),
         6 | 7 => (
             EventType::Connect,
             Some(Fd {
                 num: Some(7),
                 typ: FdType::Ipv4,
-                net: Some(NetTuple { l4proto: "tcp".into(), client_ip: Some("10.1.2.3".into()), client_port: Some(40000), server_ip: Some("10.96.0.10".into()), server_port: Some(5432), unix_path: None, source: Source::Kernel }),
+                net: Some(NetTuple {
+                    l4proto: "tcp".into(),
+                    client_ip: Some("10.1.2.3".into()),
+                    client_port: Some(40000),
+                    server_ip: Some("10.96.0.10".into()),
+                    server_port: Some(5432),
+                    unix_path: None,
+                    source: Source::Kernel,
+                }),
                 ..Fd::default()
             }),
             Default::default(),
         ),
         _ => (EventType::Execve, None, Default::default()),
     };
-    Event { schema: SCHEMA_VERSION, ts: 1_700_000_000_000_000_000 + i as u64, kind, ret: 0, process, fd, args, cgroup_id: 1, container }
+    Event {
+        schema: SCHEMA_VERSION,
+        ts: 1_700_000_000_000_000_000 + i as u64,
+        kind,
+        ret: 0,
+        process,
+        fd,
+        args,
+        cgroup_id: 1,
+        container,
+    }
 }
 
 fn rules_arg_flags(raw: i64, text: &str) -> crate::event::Arg {
-    crate::event::Arg::Flags { raw, text: text.to_string() }
+    crate::event::Arg::Flags {
+        raw,
+        text: text.to_string(),
+    }
 }
 
 /// Concatenate rule files, repeating every rule `k` times under new names.
@@ -88,18 +153,37 @@ pub fn run(sets: &[String], fixture_dirs: &[PathBuf], n: usize) -> anyhow::Resul
     let mut attack: Vec<Event> = Vec::new();
     for d in fixture_dirs {
         for sub in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            for f in fixture::files_in(&sub.path()).into_iter().chain(fixture::files_in(d)) {
+            for f in fixture::files_in(&sub.path())
+                .into_iter()
+                .chain(fixture::files_in(d))
+            {
                 if let Ok(cases) = fixture::read_file(&f) {
                     attack.extend(cases.into_iter().map(|c| c.event));
                 }
             }
         }
     }
-    let mixed: Vec<Event> = (0..n.max(1)).map(|i| if i % 10 == 9 && !attack.is_empty() { attack[i / 10 % attack.len()].clone() } else { benign(i) }).collect();
+    let mixed: Vec<Event> = (0..n.max(1))
+        .map(|i| {
+            if i % 10 == 9 && !attack.is_empty() {
+                attack[i / 10 % attack.len()].clone()
+            } else {
+                benign(i)
+            }
+        })
+        .collect();
     let quiet: Vec<Event> = (0..n.max(1)).map(benign).collect();
     println!(
         "{:<14} {:>5} {:>6} {:>9} {:>14} {:>10} {:>14} {:>10} {:>8}",
-        "rule set", "mult", "rules", "load ms", "benign ev/s", "ns/event", "mixed ev/s", "ns/event", "alerts"
+        "rule set",
+        "mult",
+        "rules",
+        "load ms",
+        "benign ev/s",
+        "ns/event",
+        "mixed ev/s",
+        "ns/event",
+        "alerts"
     );
     for s in sets {
         let (label, paths) = s.split_once('=').unwrap_or((s.as_str(), s.as_str()));
@@ -111,7 +195,14 @@ pub fn run(sets: &[String], fixture_dirs: &[PathBuf], n: usize) -> anyhow::Resul
             let (set, diags) = rules::load_str(label, &text, &opts);
             let load_ms = t0.elapsed().as_millis();
             if diags.iter().any(|d| d.is_error()) {
-                anyhow::bail!("{label} x{k} does not load: {}", diags.iter().find(|d| d.is_error()).map(|d| d.render()).unwrap_or_default());
+                anyhow::bail!(
+                    "{label} x{k} does not load: {}",
+                    diags
+                        .iter()
+                        .find(|d| d.is_error())
+                        .map(|d| d.render())
+                        .unwrap_or_default()
+                );
             }
             let measure = |events: &[Event]| -> (f64, usize) {
                 for ev in events.iter().take(1000) {
