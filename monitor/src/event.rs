@@ -81,6 +81,12 @@ pub struct Process {
     pub is_exe_upper_layer: bool,
     /// The executable is a memfd (fileless exec).
     pub is_exe_from_memfd: bool,
+    /// The process runs a container runtime's code (runc, crun, conmon, containerd shims):
+    /// its last exec was of a runtime binary and happened in the host's mount namespace, and
+    /// it has not exec'd since (forks inherit). The runtime's own setup inside a new
+    /// container (unshare, setns, mount, setuid) is then not the workload's doing. A process
+    /// inside a container cannot forge this: its execs happen in the container's namespace.
+    pub is_container_runtime: bool,
     /// What fds 0, 1, 2 were at exec: "file", "pipe", "ipv4", "ipv6", "unix", "tty" ...
     pub stdio: [FdType; 3],
     /// Parent first, then grandparent ... bounded by the process table's depth limit.

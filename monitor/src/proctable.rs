@@ -37,8 +37,33 @@ pub struct ProcEntry {
     pub exepath: String,
     pub args: Vec<String>,
     pub cwd: String,
+    /// See `Process::is_container_runtime`.
+    pub is_container_runtime: bool,
     /// Last touch, for eviction.
     seq: u64,
+}
+
+/// Executables of container runtimes and their helpers, by file name, plus runc's re-exec of
+/// itself from a sealed memfd (runc >= 1.0 runs as `/memfd:runc_cloned:/proc/self/exe`).
+const RUNTIME_BINARIES: &[&str] = &[
+    "runc",
+    "crun",
+    "youki",
+    "runsc",
+    "conmon",
+    "containerd-shim",
+    "containerd-shim-runc-v1",
+    "containerd-shim-runc-v2",
+    "docker-init",
+];
+
+/// Whether `exepath` (kernel-resolved) is a container runtime binary.
+pub fn is_runtime_binary(exepath: &str) -> bool {
+    if exepath.starts_with("/memfd:runc_cloned:") {
+        return true;
+    }
+    let name = exepath.rsplit('/').next().unwrap_or("");
+    RUNTIME_BINARIES.contains(&name)
 }
 
 pub struct ProcTable {
@@ -46,6 +71,8 @@ pub struct ProcTable {
     capacity: usize,
     depth: usize,
     seq: u64,
+    /// The host's mount namespace inode: runtime binaries count only when exec'd there.
+    host_mntns: u64,
 }
 
 pub const DEFAULT_CAPACITY: usize = 65536;
@@ -58,7 +85,13 @@ impl ProcTable {
             capacity: capacity.max(16),
             depth,
             seq: 0,
+            host_mntns: 0,
         }
+    }
+
+    /// The host's mount namespace (inode number); see `Process::is_container_runtime`.
+    pub fn set_host_mntns(&mut self, mntns: u64) {
+        self.host_mntns = mntns;
     }
 
     pub fn len(&self) -> usize {
@@ -82,7 +115,10 @@ impl ProcTable {
             let Some(pid) = d.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                 continue;
             };
-            if let Some(e) = read_proc_entry(proc_root, pid) {
+            if let Some(mut e) = read_proc_entry(proc_root, pid) {
+                e.is_container_runtime = is_runtime_binary(&e.exepath)
+                    && self.host_mntns != 0
+                    && mntns_of(proc_root, pid) == Some(self.host_mntns);
                 self.insert(e);
             }
         }
@@ -127,6 +163,8 @@ impl ProcTable {
                     exepath: ev.process.exepath.clone(),
                     args: ev.process.args.clone(),
                     cwd: ev.process.cwd.clone(),
+                    is_container_runtime: is_runtime_binary(&ev.process.exepath)
+                        && ev.process.mntns == self.host_mntns,
                     seq: 0,
                 });
             }
@@ -164,6 +202,7 @@ impl ProcTable {
         if let Some(e) = self.map.get_mut(&pid) {
             self.seq += 1;
             e.seq = self.seq;
+            ev.process.is_container_runtime = e.is_container_runtime;
             // The kernel's real_parent is current: a process whose parent died was reparented.
             if ev.process.ppid != 0 {
                 e.ppid = ev.process.ppid;
@@ -269,8 +308,16 @@ pub fn read_proc_entry(proc_root: &Path, pid: u32) -> Option<ProcEntry> {
         exepath,
         args,
         cwd,
+        is_container_runtime: false,
         seq: 0,
     })
+}
+
+/// Inode number of a process' mount namespace, from its `ns/mnt` link (`mnt:[4026531840]`).
+fn mntns_of(proc_root: &Path, pid: u32) -> Option<u64> {
+    let link = std::fs::read_link(proc_root.join(pid.to_string()).join("ns/mnt")).ok()?;
+    let s = link.to_str()?;
+    s.split_once('[')?.1.strip_suffix(']')?.parse().ok()
 }
 
 #[cfg(test)]
@@ -289,6 +336,41 @@ mod tests {
             },
             ..Event::default()
         }
+    }
+
+    #[test]
+    fn container_runtime_flag_follows_exec_namespace_and_forks() {
+        const HOST: u64 = 4026531840;
+        const CONTAINER: u64 = 4026532999;
+        let mut t = ProcTable::new(100, 8);
+        t.set_host_mntns(HOST);
+        let exec = |t: &mut ProcTable, pid: u32, exepath: &str, mntns: u64| {
+            let mut e = ev(EventType::Execve, pid, 1, 0);
+            e.process.exepath = exepath.into();
+            e.process.mntns = mntns;
+            t.observe(&mut e);
+            e.process.is_container_runtime
+        };
+        // `runc init`, exec'd on the host: the runtime.
+        assert!(exec(&mut t, 20, "/usr/sbin/runc", HOST));
+        // Its clone (runc:[2:INIT]) setting up the container is still the runtime...
+        let mut f = ev(EventType::Clone, 20, 1, 21);
+        f.args.insert("child_pid".into(), Arg::Int(21));
+        t.observe(&mut f);
+        let mut setns = ev(EventType::Setns, 21, 20, 0);
+        setns.process.mntns = CONTAINER;
+        t.observe(&mut setns);
+        assert!(setns.process.is_container_runtime);
+        // ...until it execs the workload inside the container.
+        assert!(!exec(&mut t, 21, "/bin/sh", CONTAINER));
+        let mut mount = ev(EventType::Mount, 21, 20, 0);
+        t.observe(&mut mount);
+        assert!(!mount.process.is_container_runtime);
+        // A binary named runc exec'd inside a container is not the runtime.
+        assert!(!exec(&mut t, 30, "/usr/sbin/runc", CONTAINER));
+        assert!(!exec(&mut t, 31, "/memfd:runc_cloned:/proc/self/exe (deleted)", CONTAINER));
+        assert!(exec(&mut t, 32, "/memfd:runc_cloned:/proc/self/exe (deleted)", HOST));
+        assert!(!exec(&mut t, 33, "/usr/bin/bash", HOST));
     }
 
     #[test]

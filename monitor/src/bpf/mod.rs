@@ -319,6 +319,7 @@ impl Capture {
         )?);
 
         let mut table = ProcTable::new(proctable::DEFAULT_CAPACITY, proctable::DEFAULT_DEPTH);
+        table.set_host_mntns(u64::from(config.host_mntns));
         table.seed_from_procfs(Path::new("/proc"));
         let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
         let (stop, stop_rx) = watch::channel(false);
