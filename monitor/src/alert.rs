@@ -308,6 +308,16 @@ impl Alert {
         }
     }
 
+    /// The alert for a rule match, written as Falco writes it: `output` prefixed with the
+    /// event's time of day and the priority, and `evt.time` among the output fields. The one
+    /// constructor for matches, shared by the daemon and replay.
+    pub fn from_match(m: crate::rules::Match, ev: &Event, hostname: &str) -> Alert {
+        let crate::rules::Match { rule, priority, tags, output, mut output_fields } = m;
+        let output = format!("{}: {} {}", crate::rules::time::clock(ev.ts, true), priority.as_str(), output);
+        output_fields.insert("evt.time".to_string(), Value::from(ev.ts));
+        Alert::new(&rule, priority, &tags, output, output_fields, ev, hostname)
+    }
+
     /// One JSON line (no trailing newline).
     pub fn to_json(&self) -> String {
         // Plain data with string keys: serialisation cannot fail.
@@ -938,6 +948,22 @@ mod tests {
         assert_eq!(v["exec_id"], "boot-42-1");
         assert_eq!(v["metadata_incomplete"], true);
         assert_eq!(v["process"]["ancestors"][0]["cmdline"], "sshpass -p hunter2 ssh");
+    }
+
+    #[test]
+    fn matches_are_written_as_falco_writes_them() {
+        let m = crate::rules::Match {
+            rule: "Shell".into(),
+            priority: Priority::Warning,
+            tags: vec!["shell".into()],
+            output: "Shell in container (user=root)".into(),
+            output_fields: BTreeMap::from([("proc.name".to_string(), Value::from("sh"))]),
+        };
+        let a = Alert::from_match(m, &event(), "node-a");
+        assert_eq!(a.output, "22:13:20.123456789: Warning Shell in container (user=root)");
+        assert_eq!(a.output_fields["evt.time"], Value::from(1_700_000_000_123_456_789u64));
+        assert_eq!(a.output_fields["proc.name"], "sh");
+        assert_eq!(a.time, "2023-11-14T22:13:20.123456789Z");
     }
 
     #[test]

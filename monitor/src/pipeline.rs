@@ -209,8 +209,7 @@ fn evaluate(set: &RuleSet, ev: &Event, dispatcher: &mut Dispatcher, hostname: &s
     let matches = set.evaluate(ev);
     metrics::observe_rule_eval(started.elapsed());
     for m in matches {
-        let alert = Alert::new(&m.rule, m.priority, &m.tags, m.output, m.output_fields, ev, hostname);
-        dispatcher.dispatch(alert, ev.ts, Instant::now());
+        dispatcher.dispatch(Alert::from_match(m, ev, hostname), ev.ts, Instant::now());
     }
 }
 

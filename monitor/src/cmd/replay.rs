@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::alert::Alert;
 use crate::event::Event;
 use crate::rules::{self, LoadOptions, Match, Priority};
 
@@ -20,30 +21,10 @@ pub struct Args {
     pub file: PathBuf,
 }
 
-/// The one place that turns a match into Falco's JSON alert (the lead will switch it to the
-/// shared alert type). `time` is the event's time, RFC 3339 with ns, UTC; `output` carries
-/// Falco's `<time>: <Priority> ` prefix.
-pub fn alert_json(m: &Match, ev: &Event) -> serde_json::Value {
-    let time = rules::time::rfc3339(ev.ts);
-    let mut fields = serde_json::Map::new();
-    for (k, v) in &m.output_fields {
-        fields.insert(k.clone(), v.clone());
-    }
-    fields.insert("evt.time".to_string(), serde_json::Value::from(ev.ts));
-    serde_json::json!({
-        "time": time,
-        "rule": m.rule,
-        "priority": m.priority.as_str(),
-        "output": format!("{}: {} {}", rules::time::clock(ev.ts, true), m.priority.as_str(), m.output),
-        "output_fields": fields,
-        "tags": m.tags,
-        "source": "syscall",
-        "hostname": rules::fields::hostname(),
-    })
-}
-
-pub fn print_alert(out: &mut impl Write, m: &Match, ev: &Event) -> std::io::Result<()> {
-    writeln!(out, "{}", alert_json(m, ev))
+/// Write one match as a Falco-format alert line (the daemon's alert type, without the
+/// daemon's redaction and rate limiting: replay shows every match).
+pub fn print_alert(out: &mut impl Write, m: Match, ev: &Event) -> std::io::Result<()> {
+    writeln!(out, "{}", Alert::from_match(m, ev, &crate::alert::hostname()).to_json())
 }
 
 /// Read a recording, calling `f` with (line number, event); bad lines are reported to stderr
@@ -108,7 +89,7 @@ pub fn main(args: Args) -> anyhow::Result<i32> {
     let (events, bad) = for_each_event(&args.file, |_, ev| {
         for m in set.evaluate(ev) {
             alerts += 1;
-            print_alert(&mut out, &m, ev)?;
+            print_alert(&mut out, m, ev)?;
         }
         Ok(())
     })?;
