@@ -74,6 +74,7 @@ pub fn parse_kinds(names: &[String]) -> Result<Option<HashSet<EventType>>> {
     Ok(Some(set))
 }
 
+
 /// The rule paths to load: the configured ones, or the shipped set. The shipped set is
 /// `/etc/monitor/rules.d` in the image; from a source checkout it is the repository's `rules/`.
 pub fn rule_paths(cfg: &RulesConfig) -> Vec<PathBuf> {
@@ -306,4 +307,21 @@ pub async fn run_daemon(cfg: Config) -> Result<()> {
     let _ = http.await;
     info!(elapsed_ms = t.elapsed().as_millis() as u64, "Stopped cleanly.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_families_parse_repeated_and_comma_separated() {
+        assert_eq!(parse_kinds(&[]).unwrap(), None);
+        let k = parse_kinds(&["execve,openat".into(), "connect".into()]).unwrap().unwrap();
+        assert_eq!(k, [EventType::Execve, EventType::Openat, EventType::Connect].into_iter().collect());
+        let net = parse_kinds(&["network".into()]).unwrap().unwrap();
+        assert!(net.contains(&EventType::Connect) && net.contains(&EventType::Accept4));
+        assert!(!net.contains(&EventType::Execve));
+        let e = parse_kinds(&["nope".into()]).unwrap_err().to_string();
+        assert!(e.contains("unknown event type or family \"nope\""), "{e}");
+    }
 }

@@ -58,7 +58,7 @@ fn capture_end_to_end() {
     let real = std::fs::canonicalize(&scratch).unwrap();
     let real_s = real.to_str().unwrap().to_string();
     let cgid = cg.id.to_string();
-    let mut m = MonitorProcess::spawn(&["events", "--cgroup", &cgid], Some("ready"))
+    let mut m = MonitorProcess::spawn(&["events", "--cgroup", &cgid], Some("Capture ready"))
         .expect("monitor starts");
     let mut c = Checks {
         failures: Vec::new(),
@@ -773,7 +773,7 @@ fn containers_only_and_kind_filters() {
             "--kind",
             "procexit",
         ],
-        Some("ready"),
+        Some("Capture ready"),
     )
     .expect("monitor starts");
     // A host process (host mount namespace): not reported.
@@ -877,7 +877,7 @@ fn runc_container_exec_and_open() {
     let cgid = cg.id.to_string();
     let mut m = MonitorProcess::spawn(
         &["events", "--cgroup", &cgid, "--containers-only"],
-        Some("ready"),
+        Some("Capture ready"),
     )
     .expect("monitor starts");
     let id = format!("monitor-capture-{}", std::process::id());

@@ -129,3 +129,49 @@ fn bad_config_is_a_clear_error_and_a_nonzero_exit() {
     assert!(err.contains("rules.min_priorty"), "the error names the key: {err}");
     assert!(err.contains("did you mean `min_priority`"), "{err}");
 }
+
+#[test]
+fn record_then_replay_and_diff_reproduce_the_alert_offline() {
+    if skip_unless_root() {
+        return;
+    }
+    let cg = TestCgroup::new("record").expect("cgroup");
+    let file = std::env::temp_dir().join(format!("monitor-record-{}.jsonl", std::process::id()));
+    let file_s = file.to_str().unwrap().to_string();
+    let cgid = cg.id.to_string();
+    let mon = MonitorProcess::spawn(&["record", &file_s, "--cgroup", &cgid], Some("Capture ready")).expect("record starts");
+    let st = cg.command("cat").arg("/etc/shadow").stdout(std::process::Stdio::null()).status().unwrap();
+    assert!(st.success());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(mon.stop().expect("stop").success());
+
+    let rules = monitor_tests::harness::workspace_root().join("rules");
+    let out = std::process::Command::new(monitor_tests::harness::monitor_bin())
+        .args(["replay", "--rules"])
+        .arg(&rules)
+        .arg(&file)
+        .output()
+        .expect("replay");
+    assert!(out.status.success(), "{out:?}");
+    let alerts: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let shadow: Vec<&Value> = alerts.iter().filter(|a| a["rule"] == SHADOW_RULE).collect();
+    assert_eq!(shadow.len(), 1, "exactly one shadow read was recorded: {alerts:?}");
+    assert_eq!(shadow[0]["output_fields"]["proc.name"], "cat");
+    assert_eq!(shadow[0]["container"]["id"], "host");
+
+    // Diff: a rule set without the shadow rule removes exactly that alert.
+    let out = std::process::Command::new(monitor_tests::harness::monitor_bin())
+        .args(["rules", "diff", "--old"])
+        .arg(&rules)
+        .arg("--new")
+        .arg(format!("{},{}", rules.join("00-macros.yaml").display(), rules.join("immutability.yaml").display()))
+        .arg(&file)
+        .output()
+        .expect("diff");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "{out:?}");
+    let removed: Vec<&str> = text.lines().filter(|l| l.starts_with("- ") && l.ends_with(SHADOW_RULE)).collect();
+    assert_eq!(removed.len(), 1, "diff names the removed alert once: {text}");
+    assert!(!text.lines().any(|l| l.starts_with("+ ")), "nothing is added by removing rules: {text}");
+}

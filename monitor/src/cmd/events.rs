@@ -1,16 +1,21 @@
-//! `monitor events`: capture and print enriched-by-process events as JSON lines on stdout.
+//! `monitor events`: the decoded, enriched event stream (process ancestry, container and
+//! Kubernetes attribution) as JSON lines on stdout. `monitor record` writes the same stream to
+//! a file. Strings from inside processes are escaped and bounded by the decoder.
 
 use std::collections::HashSet;
 use std::io::Write;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
-use crate::bpf::{Capture, CaptureOptions};
-use crate::event::EventType;
+use crate::bpf::CaptureOptions;
+use crate::container::AttributorOptions;
+use crate::pipeline::{EnrichedStream, parse_kinds};
 
+/// What to capture and which events to keep; shared by `events` and `record`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Only these event types (Falco names: execve, openat, connect ...); repeatable.
+pub struct Filter {
+    /// Only these event types or families (execve, openat, connect ... or process, file,
+    /// network, security, side_door); repeatable or comma-separated.
     #[arg(long = "kind")]
     pub kinds: Vec<String>,
     /// Only events of these processes (tgid); repeatable.
@@ -30,121 +35,69 @@ pub struct Args {
     pub ring_urgent_bytes: u32,
 }
 
-pub fn parse_kinds(names: &[String]) -> anyhow::Result<Option<HashSet<EventType>>> {
-    if names.is_empty() {
-        return Ok(None);
-    }
-    let mut out = HashSet::new();
-    for n in names {
-        for n in n.split(',').filter(|s| !s.is_empty()) {
-            match EventType::from_name(n) {
-                Some(k) => {
-                    out.insert(k);
-                }
-                None => bail!(
-                    "unknown event type {n:?}; known: {}",
-                    EventType::ALL
-                        .iter()
-                        .map(|k| k.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }
-        }
-    }
-    Ok(Some(out))
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub filter: Filter,
 }
 
 pub fn main(args: Args) -> anyhow::Result<i32> {
-    let kinds = parse_kinds(&args.kinds)?;
+    let stdout = std::io::stdout();
+    stream(args.filter, std::io::BufWriter::new(stdout.lock()))
+}
+
+/// Capture, attribute and write events as JSON lines until SIGINT/SIGTERM or a closed output.
+pub fn stream(filter: Filter, mut out: impl Write) -> anyhow::Result<i32> {
+    let opts = CaptureOptions {
+        ring_bulk_bytes: filter.ring_bulk_bytes,
+        ring_urgent_bytes: filter.ring_urgent_bytes,
+        kinds: parse_kinds(&filter.kinds)?,
+        containers_only: filter.containers_only,
+        ..CaptureOptions::default()
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(run(args, kinds))
-}
-
-async fn run(args: Args, kinds: Option<HashSet<EventType>>) -> anyhow::Result<i32> {
-    let opts = CaptureOptions {
-        ring_bulk_bytes: args.ring_bulk_bytes,
-        ring_urgent_bytes: args.ring_urgent_bytes,
-        kinds,
-        containers_only: args.containers_only,
-        ..CaptureOptions::default()
-    };
-    let (capture, mut rx) = Capture::start(opts)?;
-    let cov = capture.coverage();
-    tracing::info!(
-        attached = cov.attached.len(),
-        failed = cov.failed.len(),
-        "Capture ready: kernel programs attached."
-    );
-    let pids: HashSet<u32> = args.pids.iter().copied().collect();
-    let cgroups: HashSet<u64> = args.cgroups.iter().copied().collect();
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    loop {
-        tokio::select! {
-            ev = rx.recv() => {
-                let Some(ev) = ev else { break };
-                // Write what is queued now, then flush once: every line is out as soon as the
-                // queue is empty, without a write(2) per event under load.
-                let mut next = Some(ev);
-                let mut failed = false;
-                let mut n = 0;
-                while let Some(ev) = next.take() {
-                    let keep = (pids.is_empty() || pids.contains(&ev.process.pid))
-                        && (cgroups.is_empty() || cgroups.contains(&ev.cgroup_id));
-                    if keep && writeln!(out, "{}", ev.to_json_line()).is_err() {
-                        failed = true;
+    rt.block_on(async move {
+        let EnrichedStream { capture, attributor: _attributor, mut events } =
+            EnrichedStream::start(opts, AttributorOptions::default())?;
+        let cov = capture.coverage();
+        tracing::info!(
+            attached = cov.attached.len(),
+            failed = cov.failed.len(),
+            "Capture ready: kernel programs attached."
+        );
+        let pids: HashSet<u32> = filter.pids.iter().copied().collect();
+        let cgroups: HashSet<u64> = filter.cgroups.iter().copied().collect();
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // Flush at most every few ms, not per line: a storm of events must not turn into a
+        // storm of write syscalls, and a reader still sees each event promptly.
+        let mut flush = tokio::time::interval(std::time::Duration::from_millis(20));
+        loop {
+            tokio::select! {
+                ev = events.recv() => {
+                    let Some(ev) = ev else { break };
+                    if (!pids.is_empty() && !pids.contains(&ev.process.pid))
+                        || (!cgroups.is_empty() && !cgroups.contains(&ev.cgroup_id))
+                    {
+                        continue;
+                    }
+                    if writeln!(out, "{}", ev.to_json_line()).is_err() {
+                        // Output closed (e.g. piped into head): stop quietly.
                         break;
                     }
-                    n += 1;
-                    if n < 1024 {
-                        next = rx.try_recv().ok();
-                    }
                 }
-                if failed || out.flush().is_err() {
-                    // stdout closed (e.g. piped into head): stop quietly.
-                    break;
-                }
+                _ = flush.tick() => if out.flush().is_err() { break },
+                _ = tokio::signal::ctrl_c() => break,
+                _ = sigterm.recv() => break,
             }
-            _ = tokio::signal::ctrl_c() => break,
-            _ = sigterm.recv() => break,
         }
-    }
-    drop(out);
-    let st = capture.stats();
-    capture.shutdown();
-    tracing::info!(
-        events = st.events,
-        kernel_dropped = st.kernel_dropped,
-        queue_dropped = st.queue_dropped,
-        decode_errors = st.decode_errors,
-        "Capture stopped."
-    );
-    Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kinds_parse_repeated_and_comma_separated() {
-        assert_eq!(parse_kinds(&[]).unwrap(), None);
-        let k = parse_kinds(&["execve,openat".into(), "connect".into()])
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            k,
-            [EventType::Execve, EventType::Openat, EventType::Connect]
-                .into_iter()
-                .collect()
-        );
-        let e = parse_kinds(&["nope".into()]).unwrap_err().to_string();
-        assert!(e.contains("unknown event type \"nope\""), "{e}");
-    }
+        let _ = out.flush();
+        let stats = capture.stats();
+        capture.shutdown();
+        tracing::info!(?stats, "Capture stopped.");
+        Ok(0)
+    })
 }
