@@ -241,52 +241,6 @@ pub fn parse_image_ref(image: &str) -> ImageRef {
     }
 }
 
-/// Capability names in kernel order (`CAP_CHOWN` = 0 ...), for the tests' full sets.
-#[cfg(test)]
-const CAP_NAMES: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
 /// Privileged = CAP_SYS_ADMIN in the bounding set and a device cgroup rule that allows every
 /// device: what `--privileged` / `privileged: true` produce, and enough to own the host. Not
 /// "every capability": runtimes only grant the capabilities they hold themselves (podman under
@@ -442,7 +396,7 @@ mod tests {
 
     #[test]
     fn privileged_needs_sys_admin_and_all_devices() {
-        let all: Vec<String> = CAP_NAMES.iter().map(|s| s.to_string()).collect();
+        let all: Vec<String> = crate::event::CAPABILITY_NAMES.iter().map(|s| s.to_string()).collect();
         let spec = |caps: Vec<String>, devices: Vec<SpecDevice>| Spec {
             process: Some(SpecProcess {
                 capabilities: Some(SpecCaps { bounding: caps }),
