@@ -253,6 +253,13 @@ pub async fn run_daemon(cfg: Config) -> Result<()> {
         metrics::set_hook_attached(hook, false);
         warn!(hook = %hook, reason = %why, "A hook could not attach; its events are not seen on this kernel.");
     }
+    // Never blind without saying so: every event kind this build or kernel does not see.
+    for (kind, k) in coverage.kinds.iter().filter(|(_, k)| !k.covered) {
+        warn!(kind = %kind, reason = k.reason.as_deref().unwrap_or("unknown"), "Event kind not covered.");
+    }
+    for note in &coverage.notes {
+        warn!(note = %note, "Known blind spot.");
+    }
     // A monitor that sees nothing must not report ready: with no program attached (typically
     // CAP_PERFMON or CAP_BPF missing) stop with the reasons instead.
     if coverage.attached.is_empty() {
