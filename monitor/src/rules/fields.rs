@@ -75,6 +75,7 @@ pub enum Id {
     ProcStartTs,
     ProcIsExeUpperLayer,
     ProcIsExeFromMemfd,
+    ProcIsContainerRuntime,
     ProcExecId,
     ProcStdinType,
     ProcStdoutType,
@@ -141,6 +142,14 @@ pub struct Spec {
     /// Relative extraction cost, used to order `and`/`or` operands cheapest first.
     pub cost: u8,
     pub doc: &'static str,
+}
+
+impl Spec {
+    /// A monitor extension Falco does not define (its doc ends with `(own)`): rule files
+    /// meant for Falco must not use it ([`super::load_falco_only`]).
+    pub fn is_own(&self) -> bool {
+        self.doc.ends_with("(own)")
+    }
 }
 
 macro_rules! spec {
@@ -391,6 +400,14 @@ pub static FIELDS: &[Spec] = &[
         None,
         1,
         "executable is a memfd"
+    ),
+    spec!(
+        "proc.is_container_runtime",
+        ProcIsContainerRuntime,
+        Bool,
+        None,
+        1,
+        "the process runs a container runtime binary exec'd in the host mount namespace (runc, crun, conmon, shims; forks inherit): the runtime's own container setup, unforgeable from inside a container (own)"
     ),
     spec!(
         "proc.exec_id",
@@ -1337,6 +1354,7 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
         Id::ProcStartTs => V::I(i64::try_from(p.start_ts).unwrap_or(i64::MAX)),
         Id::ProcIsExeUpperLayer => V::B(p.is_exe_upper_layer),
         Id::ProcIsExeFromMemfd => V::B(p.is_exe_from_memfd),
+        Id::ProcIsContainerRuntime => V::B(p.is_container_runtime),
         Id::ProcExecId => nonempty(&p.exec_id),
         Id::ProcStdinType => V::S(Cow::Borrowed(fdtype_name(p.stdio[0]))),
         Id::ProcStdoutType => V::S(Cow::Borrowed(fdtype_name(p.stdio[1]))),
