@@ -133,9 +133,15 @@ impl LiveContainer {
     }
 
     pub fn init_pid(&self) -> Result<u32> {
-        let out = Command::new("runc").args(["--root", RUNC_ROOT, "state", &self.id]).output()?;
+        let out = Command::new("runc")
+            .args(["--root", RUNC_ROOT, "state", &self.id])
+            .output()?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        v["pid"].as_u64().and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0).context("no pid in runc state")
+        v["pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .context("no pid in runc state")
     }
 
     /// `runc exec <id> sh -c <script>`, waited for; its exit status is returned, not judged
@@ -146,7 +152,9 @@ impl LiveContainer {
 
     pub fn exec(&self, args: &[&str]) -> Result<std::process::Output> {
         let mut cmd = Command::new("timeout");
-        cmd.args(["20", "runc", "--root", RUNC_ROOT, "exec", &self.id]).args(args).stdin(Stdio::null());
+        cmd.args(["20", "runc", "--root", RUNC_ROOT, "exec", &self.id])
+            .args(args)
+            .stdin(Stdio::null());
         cmd.output().context("runc exec")
     }
 
@@ -168,7 +176,9 @@ impl LiveContainer {
 
 impl Drop for LiveContainer {
     fn drop(&mut self) {
-        let _ = Command::new("runc").args(["--root", RUNC_ROOT, "kill", &self.id, "KILL"]).output();
+        let _ = Command::new("runc")
+            .args(["--root", RUNC_ROOT, "kill", &self.id, "KILL"])
+            .output();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let ok = Command::new("runc")
@@ -292,7 +302,12 @@ int main(int argc, char **argv) {
 pub fn build_helper(out: &Path) -> Result<()> {
     let src = out.with_extension("c");
     std::fs::write(&src, HELPER_C)?;
-    let o = Command::new("gcc").args(["-static", "-O1", "-o"]).arg(out).arg(&src).output().context("run gcc")?;
+    let o = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(out)
+        .arg(&src)
+        .output()
+        .context("run gcc")?;
     if !o.status.success() {
         bail!("gcc -static failed: {}", String::from_utf8_lossy(&o.stderr));
     }

@@ -14,19 +14,35 @@ use monitor_tests::live::{LiveContainer, Row, Shape, Verdict, build_helper, prin
 use monitor_tests::prom::free_port;
 use serde_json::Value;
 
-/// runc 1.1's re-exec of its own cloned binary (execveat of an unlinked copy on a detached
-/// mount: exepath "/", not a memfd) drops `process.is_container_runtime` in the process
-/// table, so runc:[1:CHILD]/runc:[2:INIT] setup events are not marked on this host. The fix
-/// belongs to proctable.rs (keep the mark across an execveat in the host mount namespace by a
-/// marked process); until it is merged, runtime-setup alerts are reported, not failed on.
+/// runc's own setup (runc:[1:CHILD]/runc:[2:INIT] mount, setns, unshare, setuid) is excluded
+/// by `proc.is_container_runtime`, which the process table does not yet deliver here, for two
+/// reasons outside the rules (see the detection report):
+/// 1. runc 1.1 re-executes a cloned copy of itself with execveat(fd, "", AT_EMPTY_PATH) of an
+///    unlinked file on a detached mount (exepath "/", not a memfd): the table recomputes the
+///    mark from the new exepath and drops it. Keeping the mark across an execveat in the host
+///    mount namespace by a marked process fixes it.
+/// 2. `--containers-only` (used here: the shared host's load makes the kernel drop events
+///    otherwise) filters the host-side exec of /usr/sbin/runc in the kernel, so the mark is
+///    never set. Runtime execs need to pass that filter.
+/// With both fixed (checked by hand: fix 1 applied, no --containers-only) both containers
+/// raised zero runtime-setup alerts. Until then they are counted and printed, not failed on.
 const RUNTIME_MARK_LOST_AT_REEXEC: bool = true;
 
 /// Rules no trigger can reach on this host or with busybox, and why.
 const NOT_FIREABLE: &[(&str, &str)] = &[
-    ("Drift executable from container upper layer", "plain-directory rootfs: no overlayfs upper layer with runc bundles"),
+    (
+        "Drift executable from container upper layer",
+        "plain-directory rootfs: no overlayfs upper layer with runc bundles",
+    ),
     ("Outbound SSH from container", "no ssh/dbclient client in busybox"),
-    ("Kernel module loaded", "CONFIG_MODULES is off: init_module/finit_module have no tracepoints here"),
-    ("Security tool or audit disabled", "no auditctl/setenforce/systemctl in busybox"),
+    (
+        "Kernel module loaded",
+        "CONFIG_MODULES is off: init_module/finit_module have no tracepoints here",
+    ),
+    (
+        "Security tool or audit disabled",
+        "no auditctl/setenforce/systemctl in busybox",
+    ),
 ];
 
 struct Check {
@@ -50,9 +66,21 @@ fn alerts_from<'a>(seen: &'a [String], cid: &str) -> Vec<Value> {
 fn attack_rootfs(root: &Path, helper: Option<&Path>) -> anyhow::Result<()> {
     put(root, "etc/shadow", "root:$6$x$y:19000:0:99999:7:::\n")?;
     put(root, "etc/group", "root:x:0:\n")?;
-    put(root, "root/.ssh/id_rsa", "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n")?;
-    put(root, "var/run/secrets/kubernetes.io/serviceaccount/token", "eyJhbGciOi.x.y\n")?;
-    put(root, "root/.aws/credentials", "[default]\naws_access_key_id = AKIAEXAMPLE\n")?;
+    put(
+        root,
+        "root/.ssh/id_rsa",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n",
+    )?;
+    put(
+        root,
+        "var/run/secrets/kubernetes.io/serviceaccount/token",
+        "eyJhbGciOi.x.y\n",
+    )?;
+    put(
+        root,
+        "root/.aws/credentials",
+        "[default]\naws_access_key_id = AKIAEXAMPLE\n",
+    )?;
     put(root, "var/run/docker.sock", "")?; // stand-in: a regular file at the socket's path
     put(root, "var/log/app.log", "line\n")?;
     put(root, "var/log/app2.log", "line\n")?;
@@ -61,7 +89,11 @@ fn attack_rootfs(root: &Path, helper: Option<&Path>) -> anyhow::Result<()> {
     put(root, "root/.bash_history", "ls\n")?;
     put(root, "www/index.html", "<h1>hi</h1>\n")?;
     put(root, "www/x.sh", "true\n")?;
-    put(root, "www/cgi-bin/hello", "#!/bin/sh\necho Content-Type: text/plain\necho\necho hello\n")?;
+    put(
+        root,
+        "www/cgi-bin/hello",
+        "#!/bin/sh\necho Content-Type: text/plain\necho\necho hello\n",
+    )?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(root.join("www/cgi-bin/hello"), std::fs::Permissions::from_mode(0o755))?;
     for d in ["etc/crontabs", "mnt", "usr", "lib", "lib64", "sbin", "opt"] {
@@ -140,7 +172,9 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         let r = m.rdev();
         (libc::major(r), libc::minor(r))
     });
-    let vda_node = vda.map_or_else(String::new, |(ma, mi)| format!("mknod /dev/vda b {ma} {mi} 2>/dev/null; "));
+    let vda_node = vda.map_or_else(String::new, |(ma, mi)| {
+        format!("mknod /dev/vda b {ma} {mi} 2>/dev/null; ")
+    });
     let shape = Shape {
         extra_caps: vec![
             "CAP_SYS_ADMIN",
@@ -160,7 +194,9 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         cwd: None,
         exec_shm: true,
         devices: vda
-            .map(|(ma, mi)| vec![serde_json::json!({"allow": true, "type": "b", "major": ma, "minor": mi, "access": "rm"})])
+            .map(|(ma, mi)| {
+                vec![serde_json::json!({"allow": true, "type": "b", "major": ma, "minor": mi, "access": "rm"})]
+            })
             .unwrap_or_default(),
     };
     let a = LiveContainer::start("attack-0", "registry.example/shop/web:1.4.2", &shape, |r| {
@@ -190,21 +226,49 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     ex(&["cat", "/etc/shadow"]);
     ex(&["cat", "/etc/../etc/shadow"]);
     ex(&["busybox", "cat", "/etc/shadow"]);
-    checks.push(chk("Read of shadow password database", "command=cat /etc/shadow", "cat /etc/shadow"));
-    checks.push(chk("Read of shadow password database", "/etc/../etc/shadow", "held-out /etc/../etc/shadow detour"));
-    checks.push(chk("Read of shadow password database", "command=busybox cat", "held-out `busybox cat` applet form"));
+    checks.push(chk(
+        "Read of shadow password database",
+        "command=cat /etc/shadow",
+        "cat /etc/shadow",
+    ));
+    checks.push(chk(
+        "Read of shadow password database",
+        "/etc/../etc/shadow",
+        "held-out /etc/../etc/shadow detour",
+    ));
+    checks.push(chk(
+        "Read of shadow password database",
+        "command=busybox cat",
+        "held-out `busybox cat` applet form",
+    ));
     ex(&["cat", "/root/.ssh/id_rsa"]);
     checks.push(chk("Read of SSH private key", "id_rsa", "cat id_rsa"));
     ex(&["cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"]);
     checks.push(chk("Read of Kubernetes service account token", "token", "cat token"));
     ex(&["cat", "/root/.aws/credentials"]);
-    checks.push(chk("Read of cloud or cluster credentials file", ".aws/credentials", "cat ~/.aws/credentials"));
+    checks.push(chk(
+        "Read of cloud or cluster credentials file",
+        ".aws/credentials",
+        "cat ~/.aws/credentials",
+    ));
     ex(&["grep", "-r", "BEGIN RSA PRIVATE", "/root"]);
-    checks.push(chk("Search for private keys or passwords", "BEGIN RSA PRIVATE", "grep -r BEGIN RSA PRIVATE"));
+    checks.push(chk(
+        "Search for private keys or passwords",
+        "BEGIN RSA PRIVATE",
+        "grep -r BEGIN RSA PRIVATE",
+    ));
     ex(&["cat", "/proc/1/environ"]);
-    checks.push(chk("Read of another process environment", "/proc/1/environ", "cat /proc/1/environ"));
+    checks.push(chk(
+        "Read of another process environment",
+        "/proc/1/environ",
+        "cat /proc/1/environ",
+    ));
     sh("exec 3</proc/1/mem");
-    checks.push(chk("Process memory read through procfs", "/proc/1/mem", "open /proc/1/mem"));
+    checks.push(chk(
+        "Process memory read through procfs",
+        "/proc/1/mem",
+        "open /proc/1/mem",
+    ));
 
     // immutability
     let _ = a.exec_with_tty(&["sh", "-c", "true"]).expect("runc exec -t");
@@ -214,14 +278,30 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     // as httpd (see the report: ancestors lack argv[0] / later comm changes).
     ex(&["httpd", "-p", "8080", "-h", "/www"]);
     sh("wget -q -O- http://127.0.0.1:8080/cgi-bin/hello >/dev/null");
-    checks.push(chk("Shell spawned by a service process in container", "parent=httpd", "httpd CGI runs /bin/sh"));
+    checks.push(chk(
+        "Shell spawned by a service process in container",
+        "parent=httpd",
+        "httpd CGI runs /bin/sh",
+    ));
     ex(&["dpkg", "-l"]);
     checks.push(chk("Package manager run in container", "dpkg", "dpkg -l"));
     sh("cp /bin/busybox /tmp/dropper && /tmp/dropper true");
-    checks.push(chk("Executable run from temporary directory", "/tmp/dropper", "/tmp/dropper"));
-    checks.push(chk("Executable file created in container", "/tmp/dropper", "cp busybox /tmp/dropper"));
+    checks.push(chk(
+        "Executable run from temporary directory",
+        "/tmp/dropper",
+        "/tmp/dropper",
+    ));
+    checks.push(chk(
+        "Executable file created in container",
+        "/tmp/dropper",
+        "cp busybox /tmp/dropper",
+    ));
     sh("cp /bin/busybox /dev/shm/shmx && /dev/shm/shmx true");
-    checks.push(chk("Executable run from temporary directory", "/dev/shm/shmx", "/dev/shm/shmx"));
+    checks.push(chk(
+        "Executable run from temporary directory",
+        "/dev/shm/shmx",
+        "/dev/shm/shmx",
+    ));
     if helper_ok {
         ex(&["/opt/helper", "memfd"]);
         checks.push(chk("Fileless execution from memfd", "", "memfd_create + fexecve"));
@@ -232,28 +312,68 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     checks.push(chk("File made executable in container", "/tmp/s1", "chmod +x"));
     if have_gcc {
         ex(&["gcc", "--version"]);
-        checks.push(chk("Compiler run in container", "gcc", "gcc (host toolchain bound read-only)"));
+        checks.push(chk(
+            "Compiler run in container",
+            "gcc",
+            "gcc (host toolchain bound read-only)",
+        ));
     } else {
         not_fireable.push(("Compiler run in container", "no host gcc to bind in"));
     }
 
     // network
     sh("nc -w 1 169.254.169.254 80 </dev/null");
-    checks.push(chk("Cloud metadata service contacted from container", "169.254.169.254", "connect 169.254.169.254:80"));
+    checks.push(chk(
+        "Cloud metadata service contacted from container",
+        "169.254.169.254",
+        "connect 169.254.169.254:80",
+    ));
     sh("nc -l -p 4445 >/dev/null </dev/null & sleep 0.3; nc 127.0.0.1 4445 -e /bin/sh; wait");
     checks.push(chk("Reverse shell", "", "nc -e /bin/sh"));
-    checks.push(chk("Standard stream redirected to network in container", "", "nc dup2s the socket"));
-    checks.push(chk("Network tool run in container", "127.0.0.1 4445", "held-out nc applet via /proc/self/exe from ash"));
+    checks.push(chk(
+        "Standard stream redirected to network in container",
+        "",
+        "nc dup2s the socket",
+    ));
+    checks.push(chk(
+        "Network tool run in container",
+        "127.0.0.1 4445",
+        "held-out nc applet via /proc/self/exe from ash",
+    ));
     checks.push(chk("Unexpected listening port in container", "", "nc -l -p 4445"));
     sh("nc -l -p 4446 >/dev/null </dev/null & sleep 0.3; nc 127.0.0.1 4446 -e /bin/awk; wait");
     checks.push(chk("Interpreter with network standard I/O", "awk", "nc -e awk"));
     ex(&["udhcpc", "-i", "lo", "-n", "-q", "-t", "1", "-T", "1"]);
-    checks.push(chk("Raw or packet socket created in container", "udhcpc", "udhcpc packet socket"));
-    ex(&["/bin/echo", "-o", "stratum+tcp://pool.example.com:3333", "--donate-level", "1"]);
-    checks.push(chk("Crypto miner started with stratum URL", "stratum+tcp", "stratum URL in argv"));
-    sh("nc -l -p 3333 >/dev/null </dev/null & sleep 0.3; nc -w 1 203.0.113.7 3333 </dev/null; kill %1 2>/dev/null; wait");
-    checks.push(chk("Connection to mining pool port", "203.0.113.7", "connect 203.0.113.7:3333"));
-    checks.push(chk("Egress to unexpected port from container", "203.0.113.7", "connect 203.0.113.7:3333"));
+    checks.push(chk(
+        "Raw or packet socket created in container",
+        "udhcpc",
+        "udhcpc packet socket",
+    ));
+    ex(&[
+        "/bin/echo",
+        "-o",
+        "stratum+tcp://pool.example.com:3333",
+        "--donate-level",
+        "1",
+    ]);
+    checks.push(chk(
+        "Crypto miner started with stratum URL",
+        "stratum+tcp",
+        "stratum URL in argv",
+    ));
+    sh(
+        "nc -l -p 3333 >/dev/null </dev/null & sleep 0.3; nc -w 1 203.0.113.7 3333 </dev/null; kill %1 2>/dev/null; wait",
+    );
+    checks.push(chk(
+        "Connection to mining pool port",
+        "203.0.113.7",
+        "connect 203.0.113.7:3333",
+    ));
+    checks.push(chk(
+        "Egress to unexpected port from container",
+        "203.0.113.7",
+        "connect 203.0.113.7:3333",
+    ));
     sh("wget -q -O- http://127.0.0.1:8080/x.sh | sh");
     checks.push(chk("Download tool piped to shell", "x.sh", "wget | sh"));
 
@@ -263,11 +383,19 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     sh("mkdir -p /root/.ssh && echo k >> /root/.ssh/authorized_keys");
     checks.push(chk("SSH authorized_keys modified", "authorized_keys", "append"));
     sh("echo k > /tmp/ak && mv /tmp/ak /root/.ssh/authorized_keys");
-    checks.push(chk("SSH authorized_keys modified", "mv /tmp/ak", "held-out rename over it"));
+    checks.push(chk(
+        "SSH authorized_keys modified",
+        "mv /tmp/ak",
+        "held-out rename over it",
+    ));
     sh("echo /tmp/x.so > /etc/ld.so.preload");
     checks.push(chk("Dynamic loader preload configured", "echo /tmp/x.so", "write"));
     sh("rm /etc/ld.so.preload && ln -s /tmp/x.so /etc/ld.so.preload");
-    checks.push(chk("Dynamic loader preload configured", "ln -s /tmp/x.so", "held-out symlink"));
+    checks.push(chk(
+        "Dynamic loader preload configured",
+        "ln -s /tmp/x.so",
+        "held-out symlink",
+    ));
     sh("echo x >> /root/.profile");
     checks.push(chk("Shell profile modified", ".profile", "~/.profile"));
     sh("mkdir -p /etc/systemd/system && echo > /etc/systemd/system/evil.service");
@@ -277,7 +405,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     sh("echo 'x:x:0:0::/:/bin/sh' >> /etc/passwd");
     checks.push(chk("User database modified", "/etc/passwd", "append to /etc/passwd"));
     sh("cp /etc/passwd /tmp/pw && mv /tmp/pw /etc/passwd");
-    checks.push(chk("User database modified", "mv /tmp/pw", "held-out rename over /etc/passwd"));
+    checks.push(chk(
+        "User database modified",
+        "mv /tmp/pw",
+        "held-out rename over /etc/passwd",
+    ));
     sh("echo x >> /etc/modules");
     checks.push(chk("Kernel module autoload configured", "/etc/modules", "/etc/modules"));
 
@@ -285,7 +417,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     sh("touch /tmp/rootsh && chmod u+s /tmp/rootsh");
     checks.push(chk("Setuid or setgid bit set", "rootsh", "chmod u+s"));
     ex(&["start-stop-daemon", "-S", "-c", "root", "-x", "/bin/true"]);
-    checks.push(chk("Process became root through setuid", "-c root", "start-stop-daemon -c root"));
+    checks.push(chk(
+        "Process became root through setuid",
+        "-c root",
+        "start-stop-daemon -c root",
+    ));
     if helper_ok {
         ex(&["/opt/helper", "ptrace"]);
         checks.push(chk("Ptrace attach to another process", "helper", "PTRACE_ATTACH"));
@@ -299,16 +435,32 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     checks.push(chk("Mount in container", "tmpfs", "mount -t tmpfs"));
     sh("nsenter -t 1 -m -- true");
     checks.push(chk("Namespace entered from container", "-t 1 -m", "nsenter -t 1 -m"));
-    checks.push(chk("Namespace tool run", "-t 1 -m", "held-out nsenter applet via /proc/self/exe"));
+    checks.push(chk(
+        "Namespace tool run",
+        "-t 1 -m",
+        "held-out nsenter applet via /proc/self/exe",
+    ));
     sh("unshare -m -- true");
     checks.push(chk("New namespaces created in container", "-m -- true", "unshare -m"));
     checks.push(chk("Namespace tool run", "-m -- true", "unshare"));
     sh("mkdir -p /tmp/cg && mount -t cgroup -o memory cgroup /tmp/cg && true >> /tmp/cg/notify_on_release");
-    checks.push(chk("Cgroup release_agent written", "notify_on_release", "cgroup v1 mount + open for write"));
+    checks.push(chk(
+        "Cgroup release_agent written",
+        "notify_on_release",
+        "cgroup v1 mount + open for write",
+    ));
     sh("true >> /proc/sys/kernel/core_pattern");
-    checks.push(chk("Kernel helper path written", "core_pattern", "open core_pattern for write (nothing written)"));
+    checks.push(chk(
+        "Kernel helper path written",
+        "core_pattern",
+        "open core_pattern for write (nothing written)",
+    ));
     ex(&["cat", "/var/run/docker.sock"]);
-    checks.push(chk("Container runtime socket accessed from container", "docker.sock", "open of the socket path"));
+    checks.push(chk(
+        "Container runtime socket accessed from container",
+        "docker.sock",
+        "open of the socket path",
+    ));
     // mknod succeeds, but opening the node is refused (EPERM) by runc 1.1's device cgroup
     // even with an allow rule here; the rule wants a successful open (an access, not an
     // attempt), so it is listed instead of asserted.
@@ -324,7 +476,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     sh("cp /bin/busybox /sbin/implant");
     checks.push(chk("Write below binary directories", "/sbin/implant", "cp into /sbin"));
     sh("echo x > /tmp/tool && mv /tmp/tool /bin/tool");
-    checks.push(chk("Write below binary directories", "mv /tmp/tool", "held-out rename into /bin"));
+    checks.push(chk(
+        "Write below binary directories",
+        "mv /tmp/tool",
+        "held-out rename into /bin",
+    ));
     sh("echo x > /root/notes.txt");
     checks.push(chk("Write below root home", "notes.txt", "/root/notes.txt"));
     sh(": > /var/log/app.log");
@@ -338,14 +494,20 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     ex(&["ln", "-sf", "/dev/null", "/root/.bash_history"]);
     checks.push(chk("Shell history cleared", "ln -sf", "held-out ln -sf /dev/null"));
     sh("echo x > /tmp/junk && shred /tmp/junk");
-    checks.push(chk("Bulk data destruction tool run", "/tmp/junk", "held-out shred applet via /proc/self/exe"));
+    checks.push(chk(
+        "Bulk data destruction tool run",
+        "/tmp/junk",
+        "held-out shred applet via /proc/self/exe",
+    ));
 
     // ---- verdicts ------------------------------------------------------------------------
     let cid = a.short_id().to_string();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut results: Vec<(String, Option<String>)> = Vec::new();
     for c in &checks {
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(200));
         let hit = mon.wait_for(left, |v| {
             v["rule"] == c.rule
                 && v["container"]["id"] == cid.as_str()
@@ -363,7 +525,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     let b = LiveContainer::start("builder-0", "registry.example/ci/builder:2.0", &bshape, |r| {
         put(r, "www/index.html", "<h1>ok</h1>\n")?;
         put(r, "www/data.json", "{\"ok\": true}\n")?;
-        put(r, "work/hello.c", "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n")?;
+        put(
+            r,
+            "work/hello.c",
+            "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n",
+        )?;
         put(
             r,
             "work/test.sh",
@@ -383,13 +549,21 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     let out = b.sh("httpd -p 8080 -h /www && for i in $(seq 1 20); do wget -q -O /dev/null http://127.0.0.1:8080/index.html && wget -q -O /dev/null http://127.0.0.1:8080/data.json; done; echo served").unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("served"), "{out:?}");
     let out = b.exec(&["sh", "test.sh"]).unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("PASS"), "test suite: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("PASS"),
+        "test suite: {out:?}"
+    );
     if have_gcc {
         let out = b.sh("gcc -O1 -o build/hello hello.c && ./build/hello").unwrap();
-        assert!(String::from_utf8_lossy(&out.stdout).contains("hello"), "compile: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("hello"),
+            "compile: {out:?}"
+        );
     }
     // Give the pipeline time to deliver anything the benign work raised.
-    let _ = mon.wait_for(Duration::from_secs(3), |v| v["container"]["id"] == bid.as_str() && v["rule"] == "<never>");
+    let _ = mon.wait_for(Duration::from_secs(3), |v| {
+        v["container"]["id"] == bid.as_str() && v["rule"] == "<never>"
+    });
 
     // ---- report --------------------------------------------------------------------------
     let mut by_rule: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
@@ -402,17 +576,29 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
             .iter()
             .filter(|c| c.rule == r)
             .zip(vs)
-            .map(|(c, v)| if v.is_some() { c.label.to_string() } else { format!("MISSED: {}", c.label) })
+            .map(|(c, v)| {
+                if v.is_some() {
+                    c.label.to_string()
+                } else {
+                    format!("MISSED: {}", c.label)
+                }
+            })
             .collect();
         let verdict = if vs.iter().all(Option::is_some) {
             Verdict::Fired(labels.join("; "))
         } else {
             Verdict::Missed(labels.join("; "))
         };
-        rows.push(Row { rule: r.clone(), verdict });
+        rows.push(Row {
+            rule: r.clone(),
+            verdict,
+        });
     }
     for (r, why) in &not_fireable {
-        rows.push(Row { rule: r.to_string(), verdict: Verdict::NotFireable(why) });
+        rows.push(Row {
+            rule: r.to_string(),
+            verdict: Verdict::NotFireable(why),
+        });
     }
     print_table(&rows);
     if let Ok(dump) = std::env::var("MONITOR_LIVE_DUMP") {
@@ -420,10 +606,14 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     }
 
     let benign = alerts_from(&mon.seen, &bid);
-    let (runtime, workload): (Vec<&Value>, Vec<&Value>) = benign.iter().partition(|v| {
-        v["output"].as_str().is_some_and(|o| o.contains("process=runc:["))
-    });
-    eprintln!("\nbenign container {bid}: {} workload alerts, {} runtime-setup alerts", workload.len(), runtime.len());
+    let (runtime, workload): (Vec<&Value>, Vec<&Value>) = benign
+        .iter()
+        .partition(|v| v["output"].as_str().is_some_and(|o| o.contains("process=runc:[")));
+    eprintln!(
+        "\nbenign container {bid}: {} workload alerts, {} runtime-setup alerts",
+        workload.len(),
+        runtime.len()
+    );
     for v in workload.iter().chain(runtime.iter().take(3)) {
         eprintln!("  {} | {}", v["rule"], v["output"].as_str().unwrap_or(""));
     }
@@ -434,8 +624,15 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     eprintln!("attack container {cid}: {attack_runtime} runtime-setup alerts");
     eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
 
-    let missed: Vec<&Row> = rows.iter().filter(|r| matches!(r.verdict, Verdict::Missed(_))).collect();
-    assert!(missed.is_empty(), "{} rules did not fire on their live trigger", missed.len());
+    let missed: Vec<&Row> = rows
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Missed(_)))
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "{} rules did not fire on their live trigger",
+        missed.len()
+    );
     let covered = rows.len();
     assert!(covered >= 57, "table covers {covered} of 57 rules");
     assert!(workload.is_empty(), "ordinary work raised alerts");
