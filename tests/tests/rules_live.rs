@@ -24,6 +24,7 @@ use serde_json::Value;
 /// 2. `--containers-only` (used here: the shared host's load makes the kernel drop events
 ///    otherwise) filters the host-side exec of /usr/sbin/runc in the kernel, so the mark is
 ///    never set. Runtime execs need to pass that filter.
+///
 /// With both fixed (checked by hand: fix 1 applied, no --containers-only) both containers
 /// raised zero runtime-setup alerts. Until then they are counted and printed, not failed on.
 const RUNTIME_MARK_LOST_AT_REEXEC: bool = true;
@@ -56,7 +57,7 @@ const fn chk(rule: &'static str, marker: &'static str, label: &'static str) -> C
     Check { rule, marker, label }
 }
 
-fn alerts_from<'a>(seen: &'a [String], cid: &str) -> Vec<Value> {
+fn alerts_from(seen: &[String], cid: &str) -> Vec<Value> {
     seen.iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["container"]["id"] == cid && v["rule"].is_string())
