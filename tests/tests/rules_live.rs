@@ -342,6 +342,12 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "held-out nc applet via /proc/self/exe from ash",
     ));
     checks.push(chk("Unexpected listening port in container", "", "nc -l -p 4445"));
+    sh("cp /bin/busybox /tmp/busybox-x && /tmp/busybox-x nc -w 1 127.0.0.1 4448 </dev/null");
+    checks.push(chk(
+        "Network tool run in container",
+        "nc -w 1 127.0.0.1 4448",
+        "held-out renamed busybox copy running nc",
+    ));
     sh("nc -l -p 4446 >/dev/null </dev/null & sleep 0.3; nc 127.0.0.1 4446 -e /bin/awk; wait");
     checks.push(chk("Interpreter with network standard I/O", "awk", "nc -e awk"));
     ex(&["udhcpc", "-i", "lo", "-n", "-q", "-t", "1", "-T", "1"]);
