@@ -24,6 +24,9 @@ pub struct Shape {
     pub ro_binds: Vec<(PathBuf, &'static str)>,
     /// Working directory of the container's process and of `exec`.
     pub cwd: Option<&'static str>,
+    /// Root filesystem as an overlay (the prepared tree is the lower layer, writes land in an
+    /// upper layer), as image-based runtimes mount it: makes drift detectable.
+    pub overlay: bool,
     /// Drop `noexec` from /dev/shm (runc's default spec, like Docker, mounts it noexec).
     pub exec_shm: bool,
     /// Device cgroup rules appended to `linux.resources.devices` (`{"allow": true, ...}`).
@@ -33,6 +36,8 @@ pub struct Shape {
 pub struct LiveContainer {
     pub id: String,
     pub rootfs: PathBuf,
+    /// The overlay mount to undo on drop.
+    overlay: Option<PathBuf>,
     dir: TempDir,
 }
 
@@ -48,15 +53,45 @@ impl LiveContainer {
         let dir = TempDir::new("live")?;
         let bundle = dir.0.join("bundle");
         let rootfs = bundle.join("rootfs");
-        busybox_rootfs(&rootfs)?;
-        link_all_applets(&rootfs)?;
-        prepare(&rootfs)?;
-        let out = Command::new("runc").arg("spec").current_dir(&bundle).output()?;
+        let tree = if shape.overlay {
+            dir.0.join("lower")
+        } else {
+            rootfs.clone()
+        };
+        busybox_rootfs(&tree)?;
+        link_all_applets(&tree)?;
+        prepare(&tree)?;
+        let mut overlay = None;
+        if shape.overlay {
+            let (upper, work) = (dir.0.join("upper"), dir.0.join("work"));
+            for d in [&rootfs, &upper, &work] {
+                std::fs::create_dir_all(d)?;
+            }
+            let opts = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                tree.display(),
+                upper.display(),
+                work.display()
+            );
+            let st = Command::new("mount")
+                .args(["-t", "overlay", "overlay", "-o", &opts])
+                .arg(&rootfs)
+                .status()?;
+            if !st.success() {
+                bail!("mount overlay rootfs: {st}");
+            }
+            overlay = Some(rootfs.clone());
+        }
+        let out = Command::new("runc")
+            .arg("spec")
+            .current_dir(&bundle)
+            .output()?;
         if !out.status.success() {
             bail!("runc spec: {out:?}");
         }
         let cfg_path = bundle.join("config.json");
-        let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path)?)?;
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg_path)?)?;
         let id = random_id();
         cfg["process"]["terminal"] = false.into();
         cfg["process"]["args"] = serde_json::json!(["/bin/sleep", "1000"]);
@@ -65,14 +100,19 @@ impl LiveContainer {
         }
         cfg["root"]["readonly"] = false.into();
         // busybox first: the host's /usr may be bound in for a compiler.
-        cfg["process"]["env"] = serde_json::json!(["PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root"]);
+        cfg["process"]["env"] =
+            serde_json::json!(["PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root"]);
         if !shape.devices.is_empty() {
-            let devs = cfg["linux"]["resources"]["devices"].as_array_mut().context("devices")?;
+            let devs = cfg["linux"]["resources"]["devices"]
+                .as_array_mut()
+                .context("devices")?;
             devs.extend(shape.devices.iter().cloned());
         }
         cfg["linux"]["cgroupsPath"] = format!("/monitor-test-live/{id}").into();
         for set in ["bounding", "effective", "permitted"] {
-            let caps = cfg["process"]["capabilities"][set].as_array_mut().context("caps")?;
+            let caps = cfg["process"]["capabilities"][set]
+                .as_array_mut()
+                .context("caps")?;
             for c in &shape.extra_caps {
                 caps.push((*c).into());
             }
@@ -115,12 +155,26 @@ impl LiveContainer {
         if !status.success() {
             bail!("runc run -d failed: {status}");
         }
-        let c = LiveContainer { id, rootfs, dir };
+        let c = LiveContainer {
+            id,
+            rootfs,
+            overlay,
+            dir,
+        };
         // A pod sandbox brings loopback up before the workload starts; do it from the host
         // (a host process, so nothing is attributed to the container).
         let pid = c.init_pid()?;
         let st = Command::new("nsenter")
-            .args(["-t", &pid.to_string(), "-n", "ip", "link", "set", "lo", "up"])
+            .args([
+                "-t",
+                &pid.to_string(),
+                "-n",
+                "ip",
+                "link",
+                "set",
+                "lo",
+                "up",
+            ])
             .status()?;
         if !st.success() {
             bail!("lo up in the container's netns: {st}");
@@ -162,10 +216,15 @@ impl LiveContainer {
     /// process gets a terminal of its own as `kubectl exec -it` gives it.
     pub fn exec_with_tty(&self, args: &[&str]) -> Result<std::process::Output> {
         let mut cmd = Command::new("timeout");
-        cmd.args(["20", "python3", "-c", "import pty, sys; pty.spawn(sys.argv[1:])"])
-            .args(["runc", "--root", RUNC_ROOT, "exec", "-t", &self.id])
-            .args(args)
-            .stdin(Stdio::null());
+        cmd.args([
+            "20",
+            "python3",
+            "-c",
+            "import pty, sys; pty.spawn(sys.argv[1:])",
+        ])
+        .args(["runc", "--root", RUNC_ROOT, "exec", "-t", &self.id])
+        .args(args)
+        .stdin(Stdio::null());
         cmd.output().context("runc exec -t under a pty")
     }
 
@@ -191,12 +250,17 @@ impl Drop for LiveContainer {
             std::thread::sleep(Duration::from_millis(50));
         }
         remove_parent_cgroups("monitor-test-live");
+        if let Some(m) = &self.overlay {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
     }
 }
 
 /// Symlink every applet of the rootfs' busybox into /bin (as a distribution image would).
 pub fn link_all_applets(rootfs: &Path) -> Result<()> {
-    let out = Command::new(rootfs.join("bin/busybox")).arg("--list").output()?;
+    let out = Command::new(rootfs.join("bin/busybox"))
+        .arg("--list")
+        .output()?;
     for applet in String::from_utf8_lossy(&out.stdout).lines() {
         if applet.is_empty() || applet.contains('/') || applet == "busybox" {
             continue;

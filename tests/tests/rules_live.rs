@@ -32,10 +32,9 @@ const RUNTIME_MARK_LOST_AT_REEXEC: bool = true;
 /// Rules no trigger can reach on this host or with busybox, and why.
 const NOT_FIREABLE: &[(&str, &str)] = &[
     (
-        "Drift executable from container upper layer",
-        "plain-directory rootfs: no overlayfs upper layer with runc bundles",
+        "Outbound SSH from container",
+        "no ssh/dbclient client in busybox",
     ),
-    ("Outbound SSH from container", "no ssh/dbclient client in busybox"),
     (
         "Kernel module loaded",
         "CONFIG_MODULES is off: init_module/finit_module have no tracepoints here",
@@ -54,7 +53,11 @@ struct Check {
 }
 
 const fn chk(rule: &'static str, marker: &'static str, label: &'static str) -> Check {
-    Check { rule, marker, label }
+    Check {
+        rule,
+        marker,
+        label,
+    }
 }
 
 fn alerts_from(seen: &[String], cid: &str) -> Vec<Value> {
@@ -96,7 +99,10 @@ fn attack_rootfs(root: &Path, helper: Option<&Path>) -> anyhow::Result<()> {
         "#!/bin/sh\necho Content-Type: text/plain\necho\necho hello\n",
     )?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(root.join("www/cgi-bin/hello"), std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(
+        root.join("www/cgi-bin/hello"),
+        std::fs::Permissions::from_mode(0o755),
+    )?;
     for d in ["etc/crontabs", "mnt", "usr", "lib", "lib64", "sbin", "opt"] {
         std::fs::create_dir_all(root.join(d))?;
     }
@@ -194,6 +200,7 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         ro_binds: if have_gcc { toolchain_binds() } else { Vec::new() },
         cwd: None,
         exec_shm: true,
+        overlay: true,
         devices: vda
             .map(|(ma, mi)| {
                 vec![serde_json::json!({"allow": true, "type": "b", "major": ma, "minor": mi, "access": "rm"})]
@@ -245,7 +252,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     ex(&["cat", "/root/.ssh/id_rsa"]);
     checks.push(chk("Read of SSH private key", "id_rsa", "cat id_rsa"));
     ex(&["cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"]);
-    checks.push(chk("Read of Kubernetes service account token", "token", "cat token"));
+    checks.push(chk(
+        "Read of Kubernetes service account token",
+        "token",
+        "cat token",
+    ));
     ex(&["cat", "/root/.aws/credentials"]);
     checks.push(chk(
         "Read of cloud or cluster credentials file",
@@ -272,8 +283,14 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     ));
 
     // immutability
-    let _ = a.exec_with_tty(&["sh", "-c", "true"]).expect("runc exec -t");
-    checks.push(chk("Shell with terminal started in container", "", "runc exec -t sh"));
+    let _ = a
+        .exec_with_tty(&["sh", "-c", "true"])
+        .expect("runc exec -t");
+    checks.push(chk(
+        "Shell with terminal started in container",
+        "",
+        "runc exec -t sh",
+    ));
     // httpd exec'd directly: started from ash it would be a /proc/self/exe re-exec whose comm
     // (`exe`) the process table keeps for its children, so the CGI's parent would not read
     // as httpd (see the report: ancestors lack argv[0] / later comm changes).
@@ -303,14 +320,31 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "/dev/shm/shmx",
         "/dev/shm/shmx",
     ));
+    sh("cp /bin/busybox /opt/drift && /opt/drift true");
+    checks.push(chk(
+        "Drift executable from container upper layer",
+        "/opt/drift",
+        "busybox copied into the overlay upper layer, run",
+    ));
     if helper_ok {
         ex(&["/opt/helper", "memfd"]);
-        checks.push(chk("Fileless execution from memfd", "", "memfd_create + fexecve"));
+        checks.push(chk(
+            "Fileless execution from memfd",
+            "",
+            "memfd_create + fexecve",
+        ));
     } else {
-        not_fireable.push(("Fileless execution from memfd", "no static helper (gcc -static failed)"));
+        not_fireable.push((
+            "Fileless execution from memfd",
+            "no static helper (gcc -static failed)",
+        ));
     }
     sh("touch /tmp/s1 && chmod +x /tmp/s1");
-    checks.push(chk("File made executable in container", "/tmp/s1", "chmod +x"));
+    checks.push(chk(
+        "File made executable in container",
+        "/tmp/s1",
+        "chmod +x",
+    ));
     if have_gcc {
         ex(&["gcc", "--version"]);
         checks.push(chk(
@@ -341,7 +375,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "127.0.0.1 4445",
         "held-out nc applet via /proc/self/exe from ash",
     ));
-    checks.push(chk("Unexpected listening port in container", "", "nc -l -p 4445"));
+    checks.push(chk(
+        "Unexpected listening port in container",
+        "",
+        "nc -l -p 4445",
+    ));
     sh("cp /bin/busybox /tmp/busybox-x && /tmp/busybox-x nc -w 1 127.0.0.1 4448 </dev/null");
     checks.push(chk(
         "Network tool run in container",
@@ -349,7 +387,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "held-out renamed busybox copy running nc",
     ));
     sh("nc -l -p 4446 >/dev/null </dev/null & sleep 0.3; nc 127.0.0.1 4446 -e /bin/awk; wait");
-    checks.push(chk("Interpreter with network standard I/O", "awk", "nc -e awk"));
+    checks.push(chk(
+        "Interpreter with network standard I/O",
+        "awk",
+        "nc -e awk",
+    ));
     ex(&["udhcpc", "-i", "lo", "-n", "-q", "-t", "1", "-T", "1"]);
     checks.push(chk(
         "Raw or packet socket created in container",
@@ -386,9 +428,17 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
 
     // persistence
     sh("echo '* * * * * /tmp/x' > /etc/crontabs/root");
-    checks.push(chk("Cron job created or modified", "crontabs", "crontab file"));
+    checks.push(chk(
+        "Cron job created or modified",
+        "crontabs",
+        "crontab file",
+    ));
     sh("mkdir -p /root/.ssh && echo k >> /root/.ssh/authorized_keys");
-    checks.push(chk("SSH authorized_keys modified", "authorized_keys", "append"));
+    checks.push(chk(
+        "SSH authorized_keys modified",
+        "authorized_keys",
+        "append",
+    ));
     sh("echo k > /tmp/ak && mv /tmp/ak /root/.ssh/authorized_keys");
     checks.push(chk(
         "SSH authorized_keys modified",
@@ -396,7 +446,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "held-out rename over it",
     ));
     sh("echo /tmp/x.so > /etc/ld.so.preload");
-    checks.push(chk("Dynamic loader preload configured", "echo /tmp/x.so", "write"));
+    checks.push(chk(
+        "Dynamic loader preload configured",
+        "echo /tmp/x.so",
+        "write",
+    ));
     sh("rm /etc/ld.so.preload && ln -s /tmp/x.so /etc/ld.so.preload");
     checks.push(chk(
         "Dynamic loader preload configured",
@@ -406,11 +460,23 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     sh("echo x >> /root/.profile");
     checks.push(chk("Shell profile modified", ".profile", "~/.profile"));
     sh("mkdir -p /etc/systemd/system && echo > /etc/systemd/system/evil.service");
-    checks.push(chk("Systemd unit created or modified", "evil.service", "unit file"));
+    checks.push(chk(
+        "Systemd unit created or modified",
+        "evil.service",
+        "unit file",
+    ));
     sh("echo /tmp >> /etc/ld.so.conf");
-    checks.push(chk("Dynamic loader configuration modified", "ld.so.conf", "ld.so.conf"));
+    checks.push(chk(
+        "Dynamic loader configuration modified",
+        "ld.so.conf",
+        "ld.so.conf",
+    ));
     sh("echo 'x:x:0:0::/:/bin/sh' >> /etc/passwd");
-    checks.push(chk("User database modified", "/etc/passwd", "append to /etc/passwd"));
+    checks.push(chk(
+        "User database modified",
+        "/etc/passwd",
+        "append to /etc/passwd",
+    ));
     sh("cp /etc/passwd /tmp/pw && mv /tmp/pw /etc/passwd");
     checks.push(chk(
         "User database modified",
@@ -418,7 +484,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "held-out rename over /etc/passwd",
     ));
     sh("echo x >> /etc/modules");
-    checks.push(chk("Kernel module autoload configured", "/etc/modules", "/etc/modules"));
+    checks.push(chk(
+        "Kernel module autoload configured",
+        "/etc/modules",
+        "/etc/modules",
+    ));
 
     // privilege escalation
     sh("touch /tmp/rootsh && chmod u+s /tmp/rootsh");
@@ -431,9 +501,17 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     ));
     if helper_ok {
         ex(&["/opt/helper", "ptrace"]);
-        checks.push(chk("Ptrace attach to another process", "helper", "PTRACE_ATTACH"));
+        checks.push(chk(
+            "Ptrace attach to another process",
+            "helper",
+            "PTRACE_ATTACH",
+        ));
         ex(&["/opt/helper", "bpf"]);
-        checks.push(chk("BPF program or map from container", "helper", "BPF_MAP_CREATE"));
+        checks.push(chk(
+            "BPF program or map from container",
+            "helper",
+            "BPF_MAP_CREATE",
+        ));
     } else {
         not_fireable.push(("Ptrace attach to another process", "no static helper"));
         not_fireable.push(("BPF program or map from container", "no static helper"));
@@ -441,16 +519,26 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     sh("mount -t tmpfs none /mnt");
     checks.push(chk("Mount in container", "tmpfs", "mount -t tmpfs"));
     sh("nsenter -t 1 -m -- true");
-    checks.push(chk("Namespace entered from container", "-t 1 -m", "nsenter -t 1 -m"));
+    checks.push(chk(
+        "Namespace entered from container",
+        "-t 1 -m",
+        "nsenter -t 1 -m",
+    ));
     checks.push(chk(
         "Namespace tool run",
         "-t 1 -m",
         "held-out nsenter applet via /proc/self/exe",
     ));
     sh("unshare -m -- true");
-    checks.push(chk("New namespaces created in container", "-m -- true", "unshare -m"));
+    checks.push(chk(
+        "New namespaces created in container",
+        "-m -- true",
+        "unshare -m",
+    ));
     checks.push(chk("Namespace tool run", "-m -- true", "unshare"));
-    sh("mkdir -p /tmp/cg && mount -t cgroup -o memory cgroup /tmp/cg && true >> /tmp/cg/notify_on_release");
+    sh(
+        "mkdir -p /tmp/cg && mount -t cgroup -o memory cgroup /tmp/cg && true >> /tmp/cg/notify_on_release",
+    );
     checks.push(chk(
         "Cgroup release_agent written",
         "notify_on_release",
@@ -471,7 +559,9 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     // mknod succeeds, but opening the node is refused (EPERM) by runc 1.1's device cgroup
     // even with an allow rule here; the rule wants a successful open (an access, not an
     // attempt), so it is listed instead of asserted.
-    sh(&format!("{vda_node}dd if=/dev/vda of=/dev/null bs=512 count=0"));
+    sh(&format!(
+        "{vda_node}dd if=/dev/vda of=/dev/null bs=512 count=0"
+    ));
     not_fireable.push((
         "Raw disk device opened in container",
         "device cgroup refuses the open (EPERM) under runc 1.1 here; the rule needs a successful open",
@@ -481,7 +571,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     sh("echo hi > /etc/motd");
     checks.push(chk("Write below etc", "motd", "/etc/motd"));
     sh("cp /bin/busybox /sbin/implant");
-    checks.push(chk("Write below binary directories", "/sbin/implant", "cp into /sbin"));
+    checks.push(chk(
+        "Write below binary directories",
+        "/sbin/implant",
+        "cp into /sbin",
+    ));
     sh("echo x > /tmp/tool && mv /tmp/tool /bin/tool");
     checks.push(chk(
         "Write below binary directories",
@@ -499,7 +593,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     sh(": > /root/.ash_history");
     checks.push(chk("Shell history cleared", ".ash_history", "truncate"));
     ex(&["ln", "-sf", "/dev/null", "/root/.bash_history"]);
-    checks.push(chk("Shell history cleared", "ln -sf", "held-out ln -sf /dev/null"));
+    checks.push(chk(
+        "Shell history cleared",
+        "ln -sf",
+        "held-out ln -sf /dev/null",
+    ));
     sh("echo x > /tmp/junk && shred /tmp/junk");
     checks.push(chk(
         "Bulk data destruction tool run",
@@ -525,7 +623,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
 
     // ---- benign container ----------------------------------------------------------------
     let bshape = Shape {
-        ro_binds: if have_gcc { toolchain_binds() } else { Vec::new() },
+        ro_binds: if have_gcc {
+            toolchain_binds()
+        } else {
+            Vec::new()
+        },
         cwd: Some("/work"),
         ..Shape::default()
     };
@@ -554,14 +656,19 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     .expect("benign container");
     let bid = b.short_id().to_string();
     let out = b.sh("httpd -p 8080 -h /www && for i in $(seq 1 20); do wget -q -O /dev/null http://127.0.0.1:8080/index.html && wget -q -O /dev/null http://127.0.0.1:8080/data.json; done; echo served").unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("served"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("served"),
+        "{out:?}"
+    );
     let out = b.exec(&["sh", "test.sh"]).unwrap();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("PASS"),
         "test suite: {out:?}"
     );
     if have_gcc {
-        let out = b.sh("gcc -O1 -o build/hello hello.c && ./build/hello").unwrap();
+        let out = b
+            .sh("gcc -O1 -o build/hello hello.c && ./build/hello")
+            .unwrap();
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("hello"),
             "compile: {out:?}"
@@ -613,9 +720,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     }
 
     let benign = alerts_from(&mon.seen, &bid);
-    let (runtime, workload): (Vec<&Value>, Vec<&Value>) = benign
-        .iter()
-        .partition(|v| v["output"].as_str().is_some_and(|o| o.contains("process=runc:[")));
+    let (runtime, workload): (Vec<&Value>, Vec<&Value>) = benign.iter().partition(|v| {
+        v["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("process=runc:["))
+    });
     eprintln!(
         "\nbenign container {bid}: {} workload alerts, {} runtime-setup alerts",
         workload.len(),
@@ -626,7 +735,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     }
     let attack_runtime = alerts_from(&mon.seen, &cid)
         .into_iter()
-        .filter(|v| v["output"].as_str().is_some_and(|o| o.contains("process=runc:[")))
+        .filter(|v| {
+            v["output"]
+                .as_str()
+                .is_some_and(|o| o.contains("process=runc:["))
+        })
         .count();
     eprintln!("attack container {cid}: {attack_runtime} runtime-setup alerts");
     eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
@@ -645,7 +758,10 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     assert!(workload.is_empty(), "ordinary work raised alerts");
     if !RUNTIME_MARK_LOST_AT_REEXEC {
         assert!(runtime.is_empty(), "runtime setup raised alerts");
-        assert_eq!(attack_runtime, 0, "runtime setup raised alerts in the attack container");
+        assert_eq!(
+            attack_runtime, 0,
+            "runtime setup raised alerts in the attack container"
+        );
     } else if !runtime.is_empty() || attack_runtime > 0 {
         eprintln!("KNOWN GAP: runtime-setup alerts remain (see RUNTIME_MARK_LOST_AT_REEXEC)");
     }
