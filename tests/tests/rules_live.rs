@@ -30,20 +30,10 @@ use serde_json::Value;
 const RUNTIME_MARK_LOST_AT_REEXEC: bool = true;
 
 /// Rules no trigger can reach on this host or with busybox, and why.
-const NOT_FIREABLE: &[(&str, &str)] = &[
-    (
-        "Outbound SSH from container",
-        "no ssh/dbclient client in busybox",
-    ),
-    (
-        "Kernel module loaded",
-        "CONFIG_MODULES is off: init_module/finit_module have no tracepoints here",
-    ),
-    (
-        "Security tool or audit disabled",
-        "no auditctl/setenforce/systemctl in busybox",
-    ),
-];
+const NOT_FIREABLE: &[(&str, &str)] = &[(
+    "Kernel module loaded",
+    "CONFIG_MODULES is off: init_module/finit_module have no tracepoints here",
+)];
 
 struct Check {
     rule: &'static str,
@@ -489,6 +479,41 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "/etc/modules",
         "/etc/modules",
     ));
+
+    if have_gcc {
+        // The host's OpenSSH client and systemctl, from the /usr bound in for the compiler.
+        ex(&[
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=1",
+            "-p",
+            "22",
+            "root@203.0.113.7",
+            "true",
+        ]);
+        checks.push(chk(
+            "Outbound SSH from container",
+            "203.0.113.7",
+            "ssh to 203.0.113.7:22",
+        ));
+        ex(&["systemctl", "stop", "auditd"]);
+        checks.push(chk(
+            "Security tool or audit disabled",
+            "stop auditd",
+            "systemctl stop auditd",
+        ));
+    } else {
+        not_fireable.push((
+            "Outbound SSH from container",
+            "no ssh client in busybox and no host /usr",
+        ));
+        not_fireable.push((
+            "Security tool or audit disabled",
+            "no systemctl in busybox and no host /usr",
+        ));
+    }
 
     // privilege escalation
     sh("touch /tmp/rootsh && chmod u+s /tmp/rootsh");
