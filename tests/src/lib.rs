@@ -8,4 +8,5 @@ pub mod capture;
 pub mod containers;
 pub mod deploy;
 pub mod harness;
+pub mod live;
 pub mod prom;

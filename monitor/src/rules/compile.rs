@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use monitor_common::EventType;
+use monitor_common::{EventType, Family};
 
 use super::diag::{Code, Pos, Sink};
 use super::fields::{self, FieldRef, Id, Lookup, Transformer, Ty};
@@ -92,6 +92,8 @@ pub struct Compiler<'a> {
     warned: HashSet<String>,
     /// Macro/field names used (for "never fires" explanations).
     pub unsupported_used: Vec<String>,
+    /// Reject monitor extensions (own fields, own event types): the file must load in Falco.
+    pub falco_only: bool,
 }
 
 /// Where a literal sits: an offset in the condition being compiled, or a list item's own
@@ -136,6 +138,7 @@ impl<'a> Compiler<'a> {
             stack: Vec::new(),
             warned: HashSet::new(),
             unsupported_used: Vec::new(),
+            falco_only: false,
         }
     }
 
@@ -210,6 +213,18 @@ impl<'a> Compiler<'a> {
         let pos = || src.locate(f.name_span.start);
         let len = f.span.end.saturating_sub(f.name_span.start).max(1);
         let (spec, arg) = match fields::lookup(&f.name, f.arg.as_deref()) {
+            Lookup::Found { spec, .. } if self.falco_only && spec.is_own() => {
+                self.error(
+                    Code::NotFalco,
+                    &pos(),
+                    f.name_span.len(),
+                    format!(
+                        "field `{}` is a monitor extension; Falco cannot load it (move the condition to rules/monitor.d)",
+                        f.name
+                    ),
+                );
+                return None;
+            }
             Lookup::Found { spec, arg } => (spec, arg),
             Lookup::Unsupported(why) => {
                 let full = match &f.arg {
@@ -217,7 +232,12 @@ impl<'a> Compiler<'a> {
                     None => f.name.clone(),
                 };
                 if self.warned.insert(full.clone()) {
-                    self.warn(Code::UnsupportedField, &pos(), len, format!("field `{full}` is not supported: {why}; every comparison on it is false"));
+                    self.warn(
+                        Code::UnsupportedField,
+                        &pos(),
+                        len,
+                        format!("field `{full}` is not supported: {why}; every comparison on it is false"),
+                    );
                 }
                 self.unsupported_used.push(full);
                 return Some(None);
@@ -392,6 +412,14 @@ impl<'a> Compiler<'a> {
             let mut set = KindSet::default();
             for l in &lits {
                 match EventType::from_name(&l.text) {
+                    Some(k) if self.falco_only && k.family() == Family::SideDoor => {
+                        self.error(
+                            Code::NotFalco,
+                            &l.pos(src),
+                            l.len,
+                            format!("event type `{}` is a monitor extension; Falco cannot load it (move the condition to rules/monitor.d)", l.text),
+                        );
+                    }
                     Some(k) => set.insert(k),
                     None => {
                         if self.warned.insert(format!("evt.type={}", l.text)) {

@@ -69,6 +69,8 @@ pub enum Code {
     BadException,
     /// Deploy-time selection named a rule or tag that matched nothing.
     SelectionUnused,
+    /// Falco-only mode: a monitor extension (own field or event type) Falco cannot load.
+    NotFalco,
 }
 
 impl Code {
@@ -99,6 +101,7 @@ impl Code {
             Code::BadOverride => "R0502",
             Code::BadException => "R0503",
             Code::SelectionUnused => "R0601",
+            Code::NotFalco => "R0701",
         }
     }
 }

@@ -75,6 +75,7 @@ pub enum Id {
     ProcStartTs,
     ProcIsExeUpperLayer,
     ProcIsExeFromMemfd,
+    ProcIsContainerRuntime,
     ProcExecId,
     ProcStdinType,
     ProcStdoutType,
@@ -141,6 +142,14 @@ pub struct Spec {
     /// Relative extraction cost, used to order `and`/`or` operands cheapest first.
     pub cost: u8,
     pub doc: &'static str,
+}
+
+impl Spec {
+    /// A monitor extension Falco does not define (its doc ends with `(own)`): rule files
+    /// meant for Falco must not use it ([`super::load_falco_only`]).
+    pub fn is_own(&self) -> bool {
+        self.doc.ends_with("(own)")
+    }
 }
 
 macro_rules! spec {
@@ -391,6 +400,14 @@ pub static FIELDS: &[Spec] = &[
         None,
         1,
         "executable is a memfd"
+    ),
+    spec!(
+        "proc.is_container_runtime",
+        ProcIsContainerRuntime,
+        Bool,
+        None,
+        1,
+        "the process runs a container runtime binary exec'd in the host mount namespace (runc, crun, conmon, shims; forks inherit): the runtime's own container setup, unforgeable from inside a container (own)"
     ),
     spec!(
         "proc.exec_id",
@@ -1238,7 +1255,9 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
             match ev.args.get(k.as_str()) {
                 Some(Arg::Flags { text, .. }) => V::S(Cow::Borrowed(text)),
                 Some(Arg::Str(s)) => V::S(Cow::Borrowed(s)),
-                Some(Arg::Int(i)) => V::S(Cow::Owned(i.to_string())),
+                Some(Arg::Int(i)) => V::S(Cow::Owned(
+                    int_arg_text(ev.kind, k, *i).unwrap_or_else(|| i.to_string()),
+                )),
                 None => arg_fallback(ev, k),
             }
         }
@@ -1337,6 +1356,7 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
         Id::ProcStartTs => V::I(i64::try_from(p.start_ts).unwrap_or(i64::MAX)),
         Id::ProcIsExeUpperLayer => V::B(p.is_exe_upper_layer),
         Id::ProcIsExeFromMemfd => V::B(p.is_exe_from_memfd),
+        Id::ProcIsContainerRuntime => V::B(p.is_container_runtime),
         Id::ProcExecId => nonempty(&p.exec_id),
         Id::ProcStdinType => V::S(Cow::Borrowed(fdtype_name(p.stdio[0]))),
         Id::ProcStdoutType => V::S(Cow::Borrowed(fdtype_name(p.stdio[1]))),
@@ -1558,6 +1578,60 @@ fn fd_name<'a>(cx: &'a Ctx<'_>) -> V<'a> {
         .map_or(V::Absent, |s| V::S(Cow::Borrowed(s)))
 }
 
+/// Falco renders some integer arguments as flag names: chmod's `mode` (`S_ISUID|S_IRUSR|...`)
+/// and socket's `domain` (`AF_INET`). Decoders that pass the raw number get the same text, so
+/// rules written against Falco's rendering (`evt.arg.mode contains S_ISUID`) still match.
+pub fn int_arg_text(kind: EventType, key: &str, v: i64) -> Option<String> {
+    match (kind, key) {
+        (EventType::Chmod | EventType::Fchmod | EventType::Fchmodat, "mode") => Some(mode_text(v)),
+        (EventType::Socket, "domain") => family_name(v).map(str::to_string),
+        _ => None,
+    }
+}
+
+/// `S_ISUID|S_ISGID|S_ISVTX|S_IRUSR|S_IWUSR|S_IXUSR|...` for the bits set, one name per bit
+/// (so `contains S_IXUSR` works whatever the other bits); `0` when none is.
+pub fn mode_text(mode: i64) -> String {
+    const BITS: [(i64, &str); 12] = [
+        (0o4000, "S_ISUID"),
+        (0o2000, "S_ISGID"),
+        (0o1000, "S_ISVTX"),
+        (0o400, "S_IRUSR"),
+        (0o200, "S_IWUSR"),
+        (0o100, "S_IXUSR"),
+        (0o40, "S_IRGRP"),
+        (0o20, "S_IWGRP"),
+        (0o10, "S_IXGRP"),
+        (0o4, "S_IROTH"),
+        (0o2, "S_IWOTH"),
+        (0o1, "S_IXOTH"),
+    ];
+    let names: Vec<&str> = BITS
+        .iter()
+        .filter(|(b, _)| mode & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if names.is_empty() {
+        "0".to_string()
+    } else {
+        names.join("|")
+    }
+}
+
+fn family_name(v: i64) -> Option<&'static str> {
+    Some(match v {
+        0 => "AF_UNSPEC",
+        1 => "AF_UNIX",
+        2 => "AF_INET",
+        10 => "AF_INET6",
+        16 => "AF_NETLINK",
+        17 => "AF_PACKET",
+        40 => "AF_VSOCK",
+        44 => "AF_XDP",
+        _ => return None,
+    })
+}
+
 pub fn render_arg(a: &Arg) -> String {
     match a {
         Arg::Flags { text, .. } => text.clone(),
@@ -1708,5 +1782,26 @@ mod tests {
     #[test]
     fn b64_decodes() {
         assert_eq!(b64_decode("aGVsbG8=").as_deref(), Some("hello"));
+    }
+
+    #[test]
+    fn integer_mode_and_domain_render_as_falco_flag_names() {
+        assert_eq!(
+            mode_text(0o4755),
+            "S_ISUID|S_IRUSR|S_IWUSR|S_IXUSR|S_IRGRP|S_IXGRP|S_IROTH|S_IXOTH"
+        );
+        assert_eq!(mode_text(0o100), "S_IXUSR");
+        assert_eq!(mode_text(0), "0");
+        assert_eq!(
+            int_arg_text(EventType::Fchmodat, "mode", 0o2000).as_deref(),
+            Some("S_ISGID")
+        );
+        assert_eq!(
+            int_arg_text(EventType::Socket, "domain", 17).as_deref(),
+            Some("AF_PACKET")
+        );
+        assert_eq!(int_arg_text(EventType::Socket, "domain", 99), None);
+        // Other events keep the number (open's mode is compared numerically by rules).
+        assert_eq!(int_arg_text(EventType::Openat, "mode", 0o644), None);
     }
 }

@@ -219,24 +219,22 @@ pub fn load(
     }
 }
 
-/// Expand directories into their `*.yaml`/`*.yml` files, sorted by name.
+/// Subdirectory of a rules directory loaded right after the directory's own files: the
+/// monitor-only refinements (macro redefinitions, `override: condition: replace`) of rules
+/// that Falco loads from the parent directory in a less precise form.
+pub const MONITOR_DIR: &str = "monitor.d";
+
+/// Expand directories into their `*.yaml`/`*.yml` files, sorted by name, followed by the
+/// sorted files of the directory's [`MONITOR_DIR`] subdirectory when it has one (Falco, given
+/// the same directory, reads only its files, not subdirectories).
 pub fn expand_paths(paths: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, std::io::Error)>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            match std::fs::read_dir(p) {
-                Ok(rd) => {
-                    let mut files: Vec<PathBuf> = rd
-                        .filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|f| {
-                            f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml")
-                        })
-                        .collect();
-                    files.sort();
-                    out.extend(files.into_iter().map(Ok));
-                }
-                Err(e) => out.push(Err((p.clone(), e))),
+            yaml_files(p, &mut out);
+            let sub = p.join(MONITOR_DIR);
+            if sub.is_dir() {
+                yaml_files(&sub, &mut out);
             }
         } else {
             out.push(Ok(p.clone()));
@@ -245,8 +243,39 @@ pub fn expand_paths(paths: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, std::io:
     out
 }
 
+fn yaml_files(dir: &Path, out: &mut Vec<Result<PathBuf, (PathBuf, std::io::Error)>>) {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut files: Vec<PathBuf> = rd
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            files.sort();
+            out.extend(files.into_iter().map(Ok));
+        }
+        Err(e) => out.push(Err((dir.to_path_buf(), e))),
+    }
+}
+
 /// Load what can be loaded: rules with errors are skipped (and reported), the rest compiled.
 pub fn load_lenient(paths: &[PathBuf], opts: &LoadOptions) -> (RuleSet, Vec<Diagnostic>) {
+    load_impl(paths, opts, false)
+}
+
+/// [`load_lenient`] in Falco-only mode: every monitor extension (a field whose schema entry
+/// is marked own, an event type of the `SideDoor` family such as `sock_connect`) is an error
+/// (code R0701) and its rule is skipped. Checks that the files meant for Falco users
+/// (`rules/*.yaml`, without `rules/monitor.d`) stay loadable by Falco.
+pub fn load_falco_only(paths: &[PathBuf], opts: &LoadOptions) -> (RuleSet, Vec<Diagnostic>) {
+    load_impl(paths, opts, true)
+}
+
+fn load_impl(
+    paths: &[PathBuf],
+    opts: &LoadOptions,
+    falco_only: bool,
+) -> (RuleSet, Vec<Diagnostic>) {
     let mut sink = Sink::default();
     let mut defs = Defs::default();
     let mut hasher = Fnv::new();
@@ -298,7 +327,7 @@ pub fn load_lenient(paths: &[PathBuf], opts: &LoadOptions) -> (RuleSet, Vec<Diag
         }
     }
     hasher.write(format!("{opts:?}").as_bytes());
-    let set = build(defs, opts, &mut sink, hasher.hex());
+    let set = build(defs, opts, &mut sink, hasher.hex(), falco_only);
     (set, dedup(sink.diags))
 }
 
@@ -312,7 +341,7 @@ pub fn load_str(name: &str, text: &str, opts: &LoadOptions) -> (RuleSet, Vec<Dia
     FileLoader::new(&mut defs, &mut sink, text.clone()).load(name);
     let mut h = Fnv::new();
     h.write(text.as_bytes());
-    let set = build(defs, opts, &mut sink, h.hex());
+    let set = build(defs, opts, &mut sink, h.hex(), false);
     (set, dedup(sink.diags))
 }
 
@@ -350,7 +379,13 @@ fn selected(r: &RuleDef, opts: &LoadOptions) -> bool {
     on && r.priority.unwrap_or_default() >= opts.min_priority
 }
 
-fn build(mut defs: Defs, opts: &LoadOptions, sink: &mut Sink, hash: String) -> RuleSet {
+fn build(
+    mut defs: Defs,
+    opts: &LoadOptions,
+    sink: &mut Sink,
+    hash: String,
+    falco_only: bool,
+) -> RuleSet {
     // Parse every macro once (errors reported at the macro, whether used or not).
     let mut names: Vec<String> = defs.macros.keys().cloned().collect();
     names.sort();
@@ -417,7 +452,7 @@ fn build(mut defs: Defs, opts: &LoadOptions, sink: &mut Sink, hash: String) -> R
             continue;
         }
         let Some(cond) = &r.cond else { continue };
-        let compiled = compile_rule(r, cond, &defs, sink, &mut memo_ids);
+        let compiled = compile_rule(r, cond, &defs, sink, &mut memo_ids, falco_only);
         let Some((program, output)) = compiled else {
             continue;
         };
@@ -476,6 +511,7 @@ fn compile_rule(
     defs: &Defs,
     sink: &mut Sink,
     memo_ids: &mut HashMap<String, u32>,
+    falco_only: bool,
 ) -> Option<(Node, Template)> {
     let first_diag = sink.diags.len();
     let expr = match parser::parse(&cond.text) {
@@ -497,6 +533,7 @@ fn compile_rule(
         }
     };
     let mut c = Compiler::new(&defs.macros, &defs.lists, sink, memo_ids, &r.name);
+    c.falco_only = falco_only;
     let mut node = c.expr(&expr, cond);
     let mut ex_nodes = Vec::new();
     for ex in &r.exceptions {
@@ -597,7 +634,7 @@ fn compile_rule(
     }
     let errors = c.errors;
     let out_src = r.output.clone().unwrap_or_default();
-    let output = Template::compile(&out_src, sink, &r.name);
+    let output = Template::compile(&out_src, sink, &r.name, falco_only);
     if errors > 0 {
         if r.skip_if_unknown
             && sink.diags[first_diag..]

@@ -25,7 +25,8 @@ pub struct Template {
 }
 
 impl Template {
-    pub fn compile(src: &CondSrc, sink: &mut Sink, item: &str) -> Template {
+    /// `falco_only`: a monitor-only field is an error ([`super::load_falco_only`]).
+    pub fn compile(src: &CondSrc, sink: &mut Sink, item: &str, falco_only: bool) -> Template {
         let cs: Vec<char> = src.text.chars().collect();
         let mut parts = Vec::new();
         let mut lit = String::new();
@@ -87,6 +88,19 @@ impl Template {
             let pos = || src.locate(start);
             let len = end - start;
             let field = match fields::lookup(&name, arg.as_deref()) {
+                Lookup::Found { spec, .. } if falco_only && spec.is_own() => {
+                    sink.push(
+                        Code::NotFalco,
+                        Severity::Error,
+                        &pos(),
+                        len,
+                        Some(item),
+                        format!(
+                            "output field `{written}` is a monitor extension; Falco cannot load it"
+                        ),
+                    );
+                    None
+                }
                 Lookup::Found { spec, arg } => Some(FieldRef {
                     id: spec.id,
                     arg,

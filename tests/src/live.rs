@@ -1,0 +1,379 @@
+//! Live detection helpers: runc containers shaped for rule triggers (extra capabilities, a
+//! writable root, every busybox applet, files placed from the host side), and a table of what
+//! fired.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::containers::{TempDir, busybox_rootfs, random_id, remove_parent_cgroups};
+
+/// The runc state root the daemon watches.
+pub const RUNC_ROOT: &str = "/run/runc";
+
+/// How a test container deviates from `runc spec`'s defaults.
+#[derive(Default)]
+pub struct Shape {
+    /// Capabilities added to every set (`CAP_SYS_ADMIN` ...).
+    pub extra_caps: Vec<&'static str>,
+    /// Paths removed from the spec's `readonlyPaths` (e.g. `/proc/sys`).
+    pub writable_paths: Vec<&'static str>,
+    /// Read-only bind mounts `(host source, container destination)`.
+    pub ro_binds: Vec<(PathBuf, &'static str)>,
+    /// Working directory of the container's process and of `exec`.
+    pub cwd: Option<&'static str>,
+    /// Root filesystem as an overlay (the prepared tree is the lower layer, writes land in an
+    /// upper layer), as image-based runtimes mount it: makes drift detectable.
+    pub overlay: bool,
+    /// Drop `noexec` from /dev/shm (runc's default spec, like Docker, mounts it noexec).
+    pub exec_shm: bool,
+    /// Device cgroup rules appended to `linux.resources.devices` (`{"allow": true, ...}`).
+    pub devices: Vec<serde_json::Value>,
+}
+
+pub struct LiveContainer {
+    pub id: String,
+    pub rootfs: PathBuf,
+    /// The overlay mount to undo on drop.
+    overlay: Option<PathBuf>,
+    dir: TempDir,
+}
+
+impl LiveContainer {
+    /// Start `sleep 1000` in a busybox bundle with every applet linked, CRI annotations naming
+    /// `pod`/`image`, after `prepare` has filled the rootfs from the host side.
+    pub fn start(
+        pod: &str,
+        image: &str,
+        shape: &Shape,
+        prepare: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<LiveContainer> {
+        let dir = TempDir::new("live")?;
+        let bundle = dir.0.join("bundle");
+        let rootfs = bundle.join("rootfs");
+        let tree = if shape.overlay {
+            dir.0.join("lower")
+        } else {
+            rootfs.clone()
+        };
+        busybox_rootfs(&tree)?;
+        link_all_applets(&tree)?;
+        prepare(&tree)?;
+        let mut overlay = None;
+        if shape.overlay {
+            let (upper, work) = (dir.0.join("upper"), dir.0.join("work"));
+            for d in [&rootfs, &upper, &work] {
+                std::fs::create_dir_all(d)?;
+            }
+            let opts = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                tree.display(),
+                upper.display(),
+                work.display()
+            );
+            let st = Command::new("mount")
+                .args(["-t", "overlay", "overlay", "-o", &opts])
+                .arg(&rootfs)
+                .status()?;
+            if !st.success() {
+                bail!("mount overlay rootfs: {st}");
+            }
+            overlay = Some(rootfs.clone());
+        }
+        let out = Command::new("runc")
+            .arg("spec")
+            .current_dir(&bundle)
+            .output()?;
+        if !out.status.success() {
+            bail!("runc spec: {out:?}");
+        }
+        let cfg_path = bundle.join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg_path)?)?;
+        let id = random_id();
+        cfg["process"]["terminal"] = false.into();
+        cfg["process"]["args"] = serde_json::json!(["/bin/sleep", "1000"]);
+        if let Some(cwd) = shape.cwd {
+            cfg["process"]["cwd"] = cwd.into();
+        }
+        cfg["root"]["readonly"] = false.into();
+        // busybox first: the host's /usr may be bound in for a compiler.
+        cfg["process"]["env"] =
+            serde_json::json!(["PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/root"]);
+        if !shape.devices.is_empty() {
+            let devs = cfg["linux"]["resources"]["devices"]
+                .as_array_mut()
+                .context("devices")?;
+            devs.extend(shape.devices.iter().cloned());
+        }
+        cfg["linux"]["cgroupsPath"] = format!("/monitor-test-live/{id}").into();
+        for set in ["bounding", "effective", "permitted"] {
+            let caps = cfg["process"]["capabilities"][set]
+                .as_array_mut()
+                .context("caps")?;
+            for c in &shape.extra_caps {
+                caps.push((*c).into());
+            }
+        }
+        if let Some(ro) = cfg["linux"]["readonlyPaths"].as_array_mut() {
+            ro.retain(|p| !shape.writable_paths.iter().any(|w| p == w));
+        }
+        let mounts = cfg["mounts"].as_array_mut().context("mounts")?;
+        if shape.exec_shm {
+            for m in mounts.iter_mut().filter(|m| m["destination"] == "/dev/shm") {
+                if let Some(o) = m["options"].as_array_mut() {
+                    o.retain(|x| x != "noexec");
+                }
+            }
+        }
+        for (src, dst) in &shape.ro_binds {
+            mounts.push(serde_json::json!({
+                "destination": dst, "type": "bind", "source": src,
+                "options": ["rbind", "ro", "nosuid", "nodev"],
+            }));
+        }
+        cfg["annotations"] = serde_json::json!({
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.sandbox-name": pod,
+            "io.kubernetes.cri.sandbox-namespace": "live",
+            "io.kubernetes.cri.sandbox-uid": "6d0c1f4e-0000-4000-8000-00000000live",
+            "io.kubernetes.cri.container-name": "main",
+            "io.kubernetes.cri.image-name": image,
+        });
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg)?)?;
+        let status = Command::new("runc")
+            .args(["--root", RUNC_ROOT, "run", "-d", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("spawn runc")?;
+        if !status.success() {
+            bail!("runc run -d failed: {status}");
+        }
+        let c = LiveContainer {
+            id,
+            rootfs,
+            overlay,
+            dir,
+        };
+        // A pod sandbox brings loopback up before the workload starts; do it from the host
+        // (a host process, so nothing is attributed to the container).
+        let pid = c.init_pid()?;
+        let st = Command::new("nsenter")
+            .args([
+                "-t",
+                &pid.to_string(),
+                "-n",
+                "ip",
+                "link",
+                "set",
+                "lo",
+                "up",
+            ])
+            .status()?;
+        if !st.success() {
+            bail!("lo up in the container's netns: {st}");
+        }
+        Ok(c)
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+
+    pub fn init_pid(&self) -> Result<u32> {
+        let out = Command::new("runc")
+            .args(["--root", RUNC_ROOT, "state", &self.id])
+            .output()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        v["pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .context("no pid in runc state")
+    }
+
+    /// `runc exec <id> sh -c <script>`, waited for; its exit status is returned, not judged
+    /// (an attempt refused with EPERM is still an attempt the rules may see).
+    pub fn sh(&self, script: &str) -> Result<std::process::Output> {
+        self.exec(&["sh", "-c", script])
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Result<std::process::Output> {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["20", "runc", "--root", RUNC_ROOT, "exec", &self.id])
+            .args(args)
+            .stdin(Stdio::null());
+        cmd.output().context("runc exec")
+    }
+
+    /// `runc exec -t` under a host pseudo-terminal (python3's pty module), so the container's
+    /// process gets a terminal of its own as `kubectl exec -it` gives it.
+    pub fn exec_with_tty(&self, args: &[&str]) -> Result<std::process::Output> {
+        let mut cmd = Command::new("timeout");
+        cmd.args([
+            "20",
+            "python3",
+            "-c",
+            "import pty, sys; pty.spawn(sys.argv[1:])",
+        ])
+        .args(["runc", "--root", RUNC_ROOT, "exec", "-t", &self.id])
+        .args(args)
+        .stdin(Stdio::null());
+        cmd.output().context("runc exec -t under a pty")
+    }
+
+    pub fn temp_dir(&self) -> &Path {
+        &self.dir.0
+    }
+}
+
+impl Drop for LiveContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("runc")
+            .args(["--root", RUNC_ROOT, "kill", &self.id, "KILL"])
+            .output();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let ok = Command::new("runc")
+                .args(["--root", RUNC_ROOT, "delete", "-f", &self.id])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        remove_parent_cgroups("monitor-test-live");
+        if let Some(m) = &self.overlay {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+    }
+}
+
+/// Symlink every applet of the rootfs' busybox into /bin (as a distribution image would).
+pub fn link_all_applets(rootfs: &Path) -> Result<()> {
+    let out = Command::new(rootfs.join("bin/busybox"))
+        .arg("--list")
+        .output()?;
+    for applet in String::from_utf8_lossy(&out.stdout).lines() {
+        if applet.is_empty() || applet.contains('/') || applet == "busybox" {
+            continue;
+        }
+        let link = rootfs.join("bin").join(applet);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink("busybox", &link)?;
+        }
+    }
+    Ok(())
+}
+
+/// Write `text` at `rel` below `rootfs`, creating parents.
+pub fn put(rootfs: &Path, rel: &str, text: &str) -> Result<()> {
+    let p = rootfs.join(rel.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().context("parent")?)?;
+    std::fs::write(&p, text).with_context(|| format!("write {}", p.display()))
+}
+
+/// One row of the final table.
+pub struct Row {
+    pub rule: String,
+    pub verdict: Verdict,
+}
+
+pub enum Verdict {
+    Fired(String),
+    Missed(String),
+    NotFireable(&'static str),
+}
+
+pub fn print_table(rows: &[Row]) {
+    eprintln!("\n{:<58} | result", "rule");
+    eprintln!("{:-<58}-+-------", "");
+    for r in rows {
+        let v = match &r.verdict {
+            Verdict::Fired(how) => format!("fired ({how})"),
+            Verdict::Missed(how) => format!("MISSED ({how})"),
+            Verdict::NotFireable(why) => format!("not fireable here: {why}"),
+        };
+        eprintln!("{:<58} | {v}", r.rule);
+    }
+}
+
+/// Triggers for behaviours busybox has no applet for (fileless exec, ptrace, bpf), compiled
+/// `-static` with the host's gcc and placed in the container's rootfs.
+pub const HELPER_C: &str = r#"/* Triggers for behaviours busybox has no applet for; compiled -static by tests/tests/rules_live.rs
+ * and run inside the test container. Usage: helper memfd|ptrace|bpf */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    if (!strcmp(argv[1], "memfd")) {
+        /* Fileless execution: copy busybox into an anonymous memory file and exec it. */
+        int src = open("/bin/busybox", O_RDONLY);
+        int mfd = memfd_create("payload", MFD_CLOEXEC);
+        if (src < 0 || mfd < 0) { perror("open/memfd_create"); return 1; }
+        char buf[65536];
+        ssize_t n;
+        while ((n = read(src, buf, sizeof buf)) > 0)
+            if (write(mfd, buf, n) != n) return 1;
+        char *args[] = {"true", NULL};
+        fexecve(mfd, args, environ);
+        perror("fexecve");
+        return 1;
+    }
+    if (!strcmp(argv[1], "ptrace")) {
+        pid_t child = fork();
+        if (child == 0) { pause(); _exit(0); }
+        usleep(100000);
+        long r = ptrace(PTRACE_ATTACH, child, 0, 0);
+        if (r == 0) { waitpid(child, NULL, 0); ptrace(PTRACE_DETACH, child, 0, 0); }
+        else perror("ptrace");
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        return r == 0 ? 0 : 1;
+    }
+    if (!strcmp(argv[1], "bpf")) {
+        /* BPF_MAP_CREATE of a one-entry array map. */
+        unsigned int attr[32] = {0};
+        attr[0] = 2; /* BPF_MAP_TYPE_ARRAY */
+        attr[1] = 4; attr[2] = 4; attr[3] = 1;
+        long fd = syscall(SYS_bpf, 0, attr, sizeof attr);
+        if (fd < 0) perror("bpf");
+        return fd < 0 ? 1 : 0;
+    }
+    return 2;
+}
+"#;
+
+/// Compile [`HELPER_C`] into `out`; `Err` names why it cannot be built (no gcc, no static libc).
+pub fn build_helper(out: &Path) -> Result<()> {
+    let src = out.with_extension("c");
+    std::fs::write(&src, HELPER_C)?;
+    let o = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(out)
+        .arg(&src)
+        .output()
+        .context("run gcc")?;
+    if !o.status.success() {
+        bail!("gcc -static failed: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(())
+}
