@@ -163,8 +163,13 @@ impl ProcTable {
                     exepath: ev.process.exepath.clone(),
                     args: ev.process.args.clone(),
                     cwd: ev.process.cwd.clone(),
-                    is_container_runtime: is_runtime_binary(&ev.process.exepath)
-                        && ev.process.mntns == self.host_mntns,
+                    // runc 1.1 re-executes a private copy of itself through an fd
+                    // (execveat AT_EMPTY_PATH on an unlinked file: exepath "/"): a runtime
+                    // process doing that on the host stays the runtime.
+                    is_container_runtime: ev.process.mntns == self.host_mntns
+                        && (is_runtime_binary(&ev.process.exepath)
+                            || (ev.kind == EventType::Execveat
+                                && self.map.get(&pid).is_some_and(|e| e.is_container_runtime))),
                     seq: 0,
                 });
             }
@@ -371,6 +376,18 @@ mod tests {
         assert!(!exec(&mut t, 31, "/memfd:runc_cloned:/proc/self/exe (deleted)", CONTAINER));
         assert!(exec(&mut t, 32, "/memfd:runc_cloned:/proc/self/exe (deleted)", HOST));
         assert!(!exec(&mut t, 33, "/usr/bin/bash", HOST));
+        // runc's re-exec of its private copy through an fd keeps the mark; the same from a
+        // process that is not the runtime does not grant it.
+        let mut reexec = ev(EventType::Execveat, 32, 1, 0);
+        reexec.process.exepath = "/".into();
+        reexec.process.mntns = HOST;
+        t.observe(&mut reexec);
+        assert!(reexec.process.is_container_runtime);
+        let mut other = ev(EventType::Execveat, 33, 1, 0);
+        other.process.exepath = "/".into();
+        other.process.mntns = HOST;
+        t.observe(&mut other);
+        assert!(!other.process.is_container_runtime);
     }
 
     #[test]
