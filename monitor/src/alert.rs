@@ -191,30 +191,30 @@ pub struct Suppressed {
 }
 
 /// Format ns since the Unix epoch as Falco does: UTC, RFC 3339, nine fractional digits.
-pub fn rfc3339_nanos(ts_ns: u64) -> String {
-    humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::from_nanos(ts_ns)).to_string()
-}
-
 fn system_time_ns(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 
-/// The node name for `hostname`: `NODE_NAME` (set from the downward API in Kubernetes), else
-/// the kernel's host name (the UTS namespace we run in).
-pub fn hostname() -> String {
-    if let Ok(n) = std::env::var("NODE_NAME") {
-        let n = n.trim();
-        if !n.is_empty() {
-            return n.to_string();
+/// The node name for `hostname` (and `evt.hostname`): `NODE_NAME` (set from the downward API
+/// in Kubernetes, where the kernel's host name is the pod's), else the kernel's host name (the
+/// UTS namespace we run in). Read once.
+pub fn hostname() -> &'static str {
+    static NAME: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        if let Ok(n) = std::env::var("NODE_NAME") {
+            let n = n.trim();
+            if !n.is_empty() {
+                return n.to_string();
+            }
         }
-    }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown".to_string())
+    });
+    &NAME
 }
 
 /// MITRE ids in tags: `T1234`, `T1234.001`, `TA0001`, case-insensitive, normalised upper-case.
@@ -266,7 +266,7 @@ impl Alert {
         let c = &ev.container;
         let p = &ev.process;
         Alert {
-            time: rfc3339_nanos(ev.ts),
+            time: crate::time::rfc3339(ev.ts),
             rule: rule.to_string(),
             priority,
             output,
@@ -313,7 +313,7 @@ impl Alert {
     /// constructor for matches, shared by the daemon and replay.
     pub fn from_match(m: crate::rules::Match, ev: &Event, hostname: &str) -> Alert {
         let crate::rules::Match { rule, priority, tags, output, mut output_fields } = m;
-        let output = format!("{}: {} {}", crate::rules::time::clock(ev.ts, true), priority.as_str(), output);
+        let output = format!("{}: {} {}", crate::time::clock(ev.ts, true), priority.as_str(), output);
         output_fields.insert("evt.time".to_string(), Value::from(ev.ts));
         Alert::new(&rule, priority, &tags, output, output_fields, ev, hostname)
     }
@@ -344,7 +344,7 @@ pub fn drop_alert(drops_by_stage: &BTreeMap<String, u64>, hostname: &str, now: S
         .map(|(s, n)| format!("{s}={n}"))
         .collect();
     Alert {
-        time: rfc3339_nanos(system_time_ns(now)),
+        time: crate::time::rfc3339(system_time_ns(now)),
         rule: DROP_RULE.to_string(),
         priority: Priority::Critical,
         output: format!(

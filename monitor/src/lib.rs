@@ -19,3 +19,4 @@ pub mod pipeline;
 pub mod proctable;
 pub mod rules;
 pub mod sink;
+pub mod time;

@@ -235,7 +235,7 @@ pub async fn run_daemon(cfg: Config) -> Result<()> {
 
     let sinks = Sinks::start(&cfg.effective_sinks(), cfg.queues.alerts).context("starting the alert sinks")?;
     let redactor = cfg.redaction.redactor().context("redaction patterns")?;
-    let mut dispatcher = Dispatcher::new(redactor, cfg.rate_limit.clone(), DROP_ALERT_INTERVAL, sinks, hostname.clone());
+    let mut dispatcher = Dispatcher::new(redactor, cfg.rate_limit.clone(), DROP_ALERT_INTERVAL, sinks, hostname.to_string());
 
     let mut capture = CaptureOptions {
         kinds: parse_kinds(&cfg.capture.kinds).context("capture.kinds")?,
@@ -282,7 +282,7 @@ pub async fn run_daemon(cfg: Config) -> Result<()> {
     loop {
         tokio::select! {
             ev = stream.events.recv() => match ev {
-                Some(ev) => evaluate(&live.set.load(), &ev, &mut dispatcher, &hostname),
+                Some(ev) => evaluate(&live.set.load(), &ev, &mut dispatcher, hostname),
                 None => { warn!("The event stream ended."); break; }
             },
             _ = tick.tick() => {
@@ -306,7 +306,7 @@ pub async fn run_daemon(cfg: Config) -> Result<()> {
     debug!(elapsed_ms = t.elapsed().as_millis() as u64, "Programs detached.");
     let drain_until = tokio::time::Instant::now() + SHUTDOWN_FLUSH;
     while let Ok(Some(ev)) = tokio::time::timeout_at(drain_until, stream.events.recv()).await {
-        evaluate(&live.set.load(), &ev, &mut dispatcher, &hostname);
+        evaluate(&live.set.load(), &ev, &mut dispatcher, hostname);
     }
     debug!(elapsed_ms = t.elapsed().as_millis() as u64, "Queued events evaluated.");
     dispatcher.shutdown(SHUTDOWN_FLUSH).await;

@@ -24,7 +24,7 @@ pub struct Args {
 /// Write one match as a Falco-format alert line (the daemon's alert type, without the
 /// daemon's redaction and rate limiting: replay shows every match).
 pub fn print_alert(out: &mut impl Write, m: Match, ev: &Event) -> std::io::Result<()> {
-    writeln!(out, "{}", Alert::from_match(m, ev, &crate::alert::hostname()).to_json())
+    writeln!(out, "{}", Alert::from_match(m, ev, crate::alert::hostname()).to_json())
 }
 
 /// Read a recording, calling `f` with (line number, event); bad lines are reported to stderr

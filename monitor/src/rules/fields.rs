@@ -1105,16 +1105,6 @@ fn local_is_server(k: EventType) -> bool {
     )
 }
 
-static HOSTNAME: LazyLock<String> = LazyLock::new(|| {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-});
-
-pub fn hostname() -> &'static str {
-    &HOSTNAME
-}
-
 /// uid -> name from the host's /etc/passwd, read once. Only used for host processes: a
 /// container has its own passwd database.
 static HOST_USERS: LazyLock<HashMap<u32, String>> = LazyLock::new(|| {
@@ -1229,17 +1219,17 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
         }
         Id::EvtRawRes => V::I(ev.ret),
         Id::EvtFailed => V::B(ev.ret < 0),
-        Id::EvtTime => V::S(Cow::Owned(super::time::clock(ev.ts, true))),
-        Id::EvtTimeS => V::S(Cow::Owned(super::time::clock(ev.ts, false))),
-        Id::EvtTimeIso => V::S(Cow::Owned(super::time::rfc3339(ev.ts))),
+        Id::EvtTime => V::S(Cow::Owned(crate::time::clock(ev.ts, true))),
+        Id::EvtTimeS => V::S(Cow::Owned(crate::time::clock(ev.ts, false))),
+        Id::EvtTimeIso => V::S(Cow::Owned(crate::time::rfc3339(ev.ts))),
         Id::EvtDatetime => V::S(Cow::Owned(
-            super::time::rfc3339(ev.ts)
+            crate::time::rfc3339(ev.ts)
                 .replace('T', " ")
                 .trim_end_matches('Z')
                 .to_string(),
         )),
         Id::EvtRawTime => V::I(i64::try_from(ev.ts).unwrap_or(i64::MAX)),
-        Id::EvtHostname => V::S(Cow::Borrowed(hostname())),
+        Id::EvtHostname => V::S(Cow::Borrowed(crate::alert::hostname())),
         Id::EvtSource => V::S(Cow::Borrowed("syscall")),
         Id::EvtArgs => V::S(Cow::Owned(
             ev.args

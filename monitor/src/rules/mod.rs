@@ -24,7 +24,6 @@ pub mod loader;
 pub mod output;
 pub mod parser;
 pub mod program;
-pub mod time;
 pub mod yaml;
 
 use std::collections::{BTreeMap, HashMap};
