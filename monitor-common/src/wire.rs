@@ -318,3 +318,11 @@ mod pod {
     unsafe impl aya::Pod for super::Offsets {}
     unsafe impl aya::Pod for super::Config {}
 }
+
+/// `aux` slots of the cgroup sock_addr events (`sock_connect`, `sock_sendmsg`). The destination
+/// is in `Payload::sock` (family, sock_type, remote_addr, remote_port: as the kernel saw it,
+/// whatever the entry path) and `fd_kind` is Ipv4/Ipv6.
+pub mod sockaddr_aux {
+    /// IPPROTO_* of the socket (6 tcp, 17 udp, 0 when the kernel did not set it).
+    pub const PROTOCOL: usize = 0;
+}

@@ -9,6 +9,7 @@
 mod emit;
 mod path;
 mod process;
+mod sockaddr;
 mod syscalls;
 mod task;
 

@@ -488,7 +488,8 @@ impl Decoder {
                     ev.args.insert("op".into(), Arg::Str(op));
                 }
             }
-            Sendto | Sendmsg | SockConnect | SockSendmsg | CompatSyscall => {}
+            SockConnect | SockSendmsg => crate::decode_sockaddr::fill(&mut ev, r),
+            Sendto | Sendmsg | CompatSyscall => {}
         }
         ev
     }

@@ -8,6 +8,7 @@
 //! other socket calls) are submitted without wakeups and drained every `DRAIN_INTERVAL`.
 
 pub mod btf;
+pub mod cgroup;
 
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -134,7 +135,8 @@ fn hooks_for(kind: EventType) -> Vec<(&'static str, String)> {
         }
         ProcExit => vec![("sched", "sched_process_exit".into())],
         IoUringSubmit => vec![("io_uring", "io_uring_submit_req".into())],
-        Sendto | Sendmsg | SockConnect | SockSendmsg | CompatSyscall => vec![],
+        SockConnect | SockSendmsg => cgroup::hooks_for(kind).unwrap_or_default(),
+        Sendto | Sendmsg | CompatSyscall => vec![],
         Umount2 => vec![
             ("syscalls", "sys_enter_umount".into()),
             ("syscalls", "sys_exit_umount".into()),
@@ -399,6 +401,9 @@ pub fn attach_all(ebpf: &mut Ebpf) -> (Coverage, Vec<TracePointLink>) {
         ..Coverage::default()
     };
     for (name, prog) in ebpf.programs_mut() {
+        if cgroup::is_cgroup_program(name) {
+            continue;
+        }
         let category = if name.starts_with("sys_") {
             "syscalls"
         } else if name.starts_with("io_uring_") {
@@ -429,6 +434,7 @@ pub fn attach_all(ebpf: &mut Ebpf) -> (Coverage, Vec<TracePointLink>) {
             }
         }
     }
+    cgroup::attach(ebpf, &mut cov);
     let attached: HashSet<&str> = cov.attached.iter().map(String::as_str).collect();
     for k in EventType::ALL {
         let hooks: Vec<String> = hooks_for(*k)
@@ -630,7 +636,7 @@ mod tests {
             hooks_for(EventType::ProcExit),
             vec![("sched", "sched_process_exit".into())]
         );
-        assert!(hooks_for(EventType::SockConnect).is_empty());
+        assert!(hooks_for(EventType::CompatSyscall).is_empty());
     }
 
     #[test]

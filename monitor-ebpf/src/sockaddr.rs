@@ -1,0 +1,110 @@
+//! cgroup sock_addr hooks (`cgroup/connect4|6`, `cgroup/sendmsg4|6`), attached to the cgroup2
+//! root: they see the destination the kernel itself is about to use, whatever the entry path
+//! (connect(2), sendto/sendmsg, io_uring's IORING_OP_CONNECT/SENDMSG, 32-bit compat calls),
+//! which the syscall tracepoints cannot.
+//!
+//! They never deny: every path returns 1 (allow). They run in the calling task's context, so
+//! the header is filled exactly as for the tracepoint programs (the verifier gives this program
+//! type the current-task helpers and, with CAP_PERFMON, bpf_probe_read_kernel).
+
+use aya_ebpf::{
+    bindings::{BPF_RB_NO_WAKEUP, bpf_sock_addr},
+    macros::cgroup_sock_addr,
+    programs::SockAddrContext,
+};
+use monitor_common::{EventType, FdKind, STRINGS_OFFSET, sockaddr_aux};
+
+use crate::{
+    DROPS, EVENTS_URGENT,
+    emit::{Writer, filtered},
+    task,
+};
+
+const ALLOW: i32 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+#[cgroup_sock_addr(connect4)]
+pub fn sock_connect4(ctx: SockAddrContext) -> i32 {
+    emit(&ctx, EventType::SockConnect, AF_INET);
+    ALLOW
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn sock_connect6(ctx: SockAddrContext) -> i32 {
+    emit(&ctx, EventType::SockConnect, AF_INET6);
+    ALLOW
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sock_sendmsg4(ctx: SockAddrContext) -> i32 {
+    emit(&ctx, EventType::SockSendmsg, AF_INET);
+    ALLOW
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sock_sendmsg6(ctx: SockAddrContext) -> i32 {
+    emit(&ctx, EventType::SockSendmsg, AF_INET6);
+    ALLOW
+}
+
+/// Context fields are read with plain 4-byte loads: the verifier only allows the address
+/// fields of the hook's own family (user_ip6 in a connect4 program is rejected), hence the
+/// family is a constant per program rather than read from the context.
+#[inline(always)]
+fn emit(ctx: &SockAddrContext, kind: EventType, family: u16) {
+    if filtered(kind) {
+        return;
+    }
+    let Some(w) = Writer::new() else { return };
+    let sa: *const bpf_sock_addr = ctx.sock_addr;
+    task::fill_header(w.header(), kind as u16, 0);
+    unsafe {
+        let p = w.payload();
+        let s = &mut (*p).sock;
+        s.family = family;
+        s.sock_type = core::ptr::read_volatile(&raw const (*sa).type_) as u16;
+        // user_port holds the port in network byte order in its low 16 bits.
+        let port = core::ptr::read_volatile(&raw const (*sa).user_port);
+        s.remote_port = u16::from_be(port as u16);
+        if family == AF_INET {
+            let a = core::ptr::read_volatile(&raw const (*sa).user_ip4);
+            // Network order in memory: the u32's bytes are the address bytes in order.
+            s.remote_addr[..4].copy_from_slice(&a.to_ne_bytes());
+            (*p).fd_kind = FdKind::Ipv4 as u8;
+        } else {
+            let a0 = core::ptr::read_volatile(&raw const (*sa).user_ip6[0]);
+            let a1 = core::ptr::read_volatile(&raw const (*sa).user_ip6[1]);
+            let a2 = core::ptr::read_volatile(&raw const (*sa).user_ip6[2]);
+            let a3 = core::ptr::read_volatile(&raw const (*sa).user_ip6[3]);
+            s.remote_addr[0..4].copy_from_slice(&a0.to_ne_bytes());
+            s.remote_addr[4..8].copy_from_slice(&a1.to_ne_bytes());
+            s.remote_addr[8..12].copy_from_slice(&a2.to_ne_bytes());
+            s.remote_addr[12..16].copy_from_slice(&a3.to_ne_bytes());
+            (*p).fd_kind = FdKind::Ipv6 as u8;
+        }
+        (*p).aux[sockaddr_aux::PROTOCOL] = core::ptr::read_volatile(&raw const (*sa).protocol) as u64;
+    }
+    submit(w, kind);
+}
+
+/// Urgent ring, so that a connect is ordered with the exec that preceded it. connect wakes the
+/// reader (alerts on it are time-critical and it is rare); sendmsg can run at datagram rates
+/// (a DNS server replies with sendto), so it rides without a wakeup and is read at the next
+/// wakeup or drain tick (<= 2 ms), like fork and exit.
+#[inline(always)]
+fn submit(w: Writer, kind: EventType) {
+    let len = STRINGS_OFFSET;
+    w.header().len = len as u32;
+    let data = unsafe { core::slice::from_raw_parts(w.base as *const u8, len) };
+    let flags = if matches!(kind, EventType::SockConnect) {
+        0
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    };
+    if EVENTS_URGENT.output(data, flags).is_err() {
+        if let Some(c) = DROPS.get_ptr_mut(kind as u32) {
+            unsafe { *c += 1 };
+        }
+    }
+}

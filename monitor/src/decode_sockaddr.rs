@@ -1,0 +1,162 @@
+//! Decoding of the cgroup sock_addr events (`sock_connect`, `sock_sendmsg`): the destination
+//! as the kernel's cgroup hook saw it, whatever the entry path (syscall, io_uring, 32-bit
+//! compat). It lands in `fd.net` as the server side with `source=kernel`; the client side is
+//! not known yet at that hook (the socket may not be bound) and is left empty.
+//!
+//! Fields: fd.type ipv4/ipv6, fd.net.l4proto (from the socket type, falling back to the
+//! protocol number), fd.net.server_ip/server_port; args.protocol (IPPROTO_* number) and
+//! args.sock_type (SOCK_* number).
+
+use monitor_common::{FdKind, sockaddr_aux};
+
+use crate::decode::Record;
+use crate::event::{Arg, Event, Fd, FdType, NetTuple, Source};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// Fill `ev.fd` and `ev.args` from a sock_addr record. A record whose family is neither
+/// AF_INET nor AF_INET6 (never written by the kernel side) gets no `fd.net`, not a guess.
+pub fn fill(ev: &mut Event, r: &Record<'_>) {
+    let p = &r.payload;
+    let s = &p.sock;
+    let protocol = p.aux[sockaddr_aux::PROTOCOL];
+    ev.args.insert("protocol".into(), Arg::Int(protocol as i64));
+    ev.args.insert("sock_type".into(), Arg::Int(i64::from(s.sock_type)));
+    let (typ, ip) = match s.family {
+        AF_INET => (
+            FdType::Ipv4,
+            std::net::Ipv4Addr::new(s.remote_addr[0], s.remote_addr[1], s.remote_addr[2], s.remote_addr[3]).to_string(),
+        ),
+        AF_INET6 => (FdType::Ipv6, std::net::Ipv6Addr::from(s.remote_addr).to_string()),
+        _ => {
+            ev.fd = Some(Fd {
+                typ: crate::decode::fd_type(FdKind::from_u8(p.fd_kind)),
+                ..Fd::default()
+            });
+            return;
+        }
+    };
+    ev.fd = Some(Fd {
+        num: None,
+        typ,
+        net: Some(NetTuple {
+            l4proto: l4proto(s.sock_type, protocol).to_string(),
+            client_ip: None,
+            client_port: None,
+            server_ip: Some(ip),
+            server_port: Some(s.remote_port),
+            unix_path: None,
+            source: Source::Kernel,
+        }),
+        ..Fd::default()
+    });
+}
+
+/// Falco's l4proto names: from SOCK_* (masked of SOCK_NONBLOCK/SOCK_CLOEXEC), else IPPROTO_*.
+fn l4proto(sock_type: u16, protocol: u64) -> &'static str {
+    match (sock_type & 0xf, protocol) {
+        (1, _) | (_, 6) => "tcp",
+        (2, _) | (_, 17) => "udp",
+        (3, _) => "raw",
+        (_, 1) | (_, 58) => "icmp",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Decoder, parse};
+    use monitor_common::{EventHeader, EventType, Payload, STRINGS_OFFSET, WIRE_VERSION};
+
+    fn record(kind: EventType, f: impl FnOnce(&mut Payload)) -> Vec<u8> {
+        let mut payload = Payload::default();
+        f(&mut payload);
+        let h = EventHeader {
+            version: WIRE_VERSION,
+            kind: kind as u16,
+            len: STRINGS_OFFSET as u32,
+            tgid: 4242,
+            tid: 4243,
+            cgroup_id: 99,
+            ..EventHeader::default()
+        };
+        let mut out = Vec::with_capacity(STRINGS_OFFSET);
+        // SAFETY: plain data structs viewed as bytes.
+        out.extend_from_slice(unsafe {
+            std::slice::from_raw_parts((&h as *const EventHeader).cast::<u8>(), size_of::<EventHeader>())
+        });
+        out.extend_from_slice(unsafe {
+            std::slice::from_raw_parts((&payload as *const Payload).cast::<u8>(), size_of::<Payload>())
+        });
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Event {
+        let r = parse(bytes).expect("valid record");
+        Decoder::new(0, "b".into()).event(&r)
+    }
+
+    #[test]
+    fn connect4_tcp() {
+        let b = record(EventType::SockConnect, |p| {
+            p.sock.family = 2;
+            p.sock.sock_type = 1;
+            p.sock.remote_port = 8080;
+            p.sock.remote_addr[..4].copy_from_slice(&[169, 254, 169, 254]);
+            p.fd_kind = FdKind::Ipv4 as u8;
+            p.aux[0] = 6;
+        });
+        let ev = decode(&b);
+        assert_eq!(ev.kind, EventType::SockConnect);
+        assert_eq!(ev.process.pid, 4242);
+        assert_eq!(ev.cgroup_id, 99);
+        let fd = ev.fd.expect("fd");
+        assert_eq!(fd.typ, FdType::Ipv4);
+        let net = fd.net.expect("net");
+        assert_eq!(net.l4proto, "tcp");
+        assert_eq!(net.server_ip.as_deref(), Some("169.254.169.254"));
+        assert_eq!(net.server_port, Some(8080));
+        assert_eq!(net.client_ip, None);
+        assert_eq!(net.source, Source::Kernel);
+        assert_eq!(ev.args.get("protocol"), Some(&Arg::Int(6)));
+    }
+
+    #[test]
+    fn sendmsg6_udp() {
+        let b = record(EventType::SockSendmsg, |p| {
+            p.sock.family = 10;
+            p.sock.sock_type = 2;
+            p.sock.remote_port = 53;
+            p.sock.remote_addr[15] = 1;
+            p.fd_kind = FdKind::Ipv6 as u8;
+            p.aux[0] = 17;
+        });
+        let ev = decode(&b);
+        let fd = ev.fd.expect("fd");
+        assert_eq!(fd.typ, FdType::Ipv6);
+        let net = fd.net.expect("net");
+        assert_eq!(net.l4proto, "udp");
+        assert_eq!(net.server_ip.as_deref(), Some("::1"));
+        assert_eq!(net.server_port, Some(53));
+    }
+
+    #[test]
+    fn unknown_family_has_no_endpoint() {
+        let b = record(EventType::SockConnect, |p| {
+            p.sock.family = 77;
+            p.sock.remote_port = 1;
+        });
+        let ev = decode(&b);
+        assert!(ev.fd.expect("fd").net.is_none());
+    }
+
+    #[test]
+    fn l4proto_names() {
+        assert_eq!(l4proto(1 | 0x800, 0), "tcp");
+        assert_eq!(l4proto(0, 17), "udp");
+        assert_eq!(l4proto(3, 1), "raw");
+        assert_eq!(l4proto(5, 0), "");
+    }
+}
