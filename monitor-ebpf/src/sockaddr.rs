@@ -3,19 +3,27 @@
 //! (connect(2), sendto/sendmsg, io_uring's IORING_OP_CONNECT/SENDMSG, 32-bit compat calls),
 //! which the syscall tracepoints cannot.
 //!
+//! A connect(2) that the syscall tracepoints already report (the `connect` kind is on, and the
+//! sockaddr its sys_enter copied names the same destination the kernel is using) is not
+//! reported again here: `sock_connect` is what the syscall path did not show. So io_uring and
+//! compat connects, TCP Fast Open sendto, and a connect whose sockaddr was swapped after the
+//! tracepoint copied it (a TOCTOU race) all appear, and rules written as
+//! `evt.type in (connect, sock_connect)` see each connect once.
+//!
 //! They never deny: every path returns 1 (allow). They run in the calling task's context, so
 //! the header is filled exactly as for the tracepoint programs (the verifier gives this program
 //! type the current-task helpers and, with CAP_PERFMON, bpf_probe_read_kernel).
 
 use aya_ebpf::{
     bindings::{BPF_RB_NO_WAKEUP, bpf_sock_addr},
+    helpers::bpf_get_current_pid_tgid,
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
 use monitor_common::{EventType, FdKind, STRINGS_OFFSET, sockaddr_aux};
 
 use crate::{
-    DROPS, EVENTS_URGENT,
+    DROPS, EVENTS_URGENT, PENDING,
     emit::{Writer, filtered},
     task,
 };
@@ -56,36 +64,75 @@ fn emit(ctx: &SockAddrContext, kind: EventType, family: u16) {
     if filtered(kind) {
         return;
     }
-    let Some(w) = Writer::new() else { return };
     let sa: *const bpf_sock_addr = ctx.sock_addr;
-    task::fill_header(w.header(), kind as u16, 0);
-    unsafe {
-        let p = w.payload();
-        let s = &mut (*p).sock;
-        s.family = family;
-        s.sock_type = core::ptr::read_volatile(&raw const (*sa).type_) as u16;
-        // user_port holds the port in network byte order in its low 16 bits.
-        let port = core::ptr::read_volatile(&raw const (*sa).user_port);
-        s.remote_port = u16::from_be(port as u16);
+    let mut addr = [0u8; 16];
+    let (port, sock_type, protocol) = unsafe {
         if family == AF_INET {
-            let a = core::ptr::read_volatile(&raw const (*sa).user_ip4);
             // Network order in memory: the u32's bytes are the address bytes in order.
-            s.remote_addr[..4].copy_from_slice(&a.to_ne_bytes());
-            (*p).fd_kind = FdKind::Ipv4 as u8;
+            let a = core::ptr::read_volatile(&raw const (*sa).user_ip4);
+            addr[..4].copy_from_slice(&a.to_ne_bytes());
         } else {
             let a0 = core::ptr::read_volatile(&raw const (*sa).user_ip6[0]);
             let a1 = core::ptr::read_volatile(&raw const (*sa).user_ip6[1]);
             let a2 = core::ptr::read_volatile(&raw const (*sa).user_ip6[2]);
             let a3 = core::ptr::read_volatile(&raw const (*sa).user_ip6[3]);
-            s.remote_addr[0..4].copy_from_slice(&a0.to_ne_bytes());
-            s.remote_addr[4..8].copy_from_slice(&a1.to_ne_bytes());
-            s.remote_addr[8..12].copy_from_slice(&a2.to_ne_bytes());
-            s.remote_addr[12..16].copy_from_slice(&a3.to_ne_bytes());
-            (*p).fd_kind = FdKind::Ipv6 as u8;
+            addr[0..4].copy_from_slice(&a0.to_ne_bytes());
+            addr[4..8].copy_from_slice(&a1.to_ne_bytes());
+            addr[8..12].copy_from_slice(&a2.to_ne_bytes());
+            addr[12..16].copy_from_slice(&a3.to_ne_bytes());
         }
-        (*p).aux[sockaddr_aux::PROTOCOL] = core::ptr::read_volatile(&raw const (*sa).protocol) as u64;
+        // user_port holds the port in network byte order in its low 16 bits.
+        let port = u16::from_be(core::ptr::read_volatile(&raw const (*sa).user_port) as u16);
+        (
+            port,
+            core::ptr::read_volatile(&raw const (*sa).type_) as u16,
+            core::ptr::read_volatile(&raw const (*sa).protocol) as u64,
+        )
+    };
+    if matches!(kind, EventType::SockConnect) && reported_by_connect_syscall(family, port, &addr) {
+        return;
+    }
+    let Some(w) = Writer::new() else { return };
+    task::fill_header(w.header(), kind as u16, 0);
+    unsafe {
+        let p = w.payload();
+        let s = &mut (*p).sock;
+        s.family = family;
+        s.sock_type = sock_type;
+        s.remote_port = port;
+        s.remote_addr = addr;
+        (*p).fd_kind = if family == AF_INET { FdKind::Ipv4 } else { FdKind::Ipv6 } as u8;
+        (*p).aux[sockaddr_aux::PROTOCOL] = protocol;
     }
     submit(w, kind);
+}
+
+/// True when this thread is inside a connect(2) whose sys_enter (kind enabled, not filtered)
+/// saved a sockaddr with this family, port and address: its `connect` event will carry the
+/// same destination, with the result. Any difference (or no such entry) means the syscall
+/// path does not show this connect.
+#[inline(always)]
+fn reported_by_connect_syscall(family: u16, port: u16, addr: &[u8; 16]) -> bool {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(p) = (unsafe { PENDING.get(&tid) }) else {
+        return false;
+    };
+    if p.kind != EventType::Connect as u16 {
+        return false;
+    }
+    let sa = &p.sockaddr;
+    let need = if family == AF_INET { 8 } else { 24 };
+    if (p.sockaddr_len as usize) < need
+        || u16::from_ne_bytes([sa[0], sa[1]]) != family
+        || u16::from_be_bytes([sa[2], sa[3]]) != port
+    {
+        return false;
+    }
+    if family == AF_INET {
+        sa[4..8] == addr[..4]
+    } else {
+        sa[8..24] == addr[..]
+    }
 }
 
 /// Urgent ring, so that a connect is ordered with the exec that preceded it. connect wakes the
