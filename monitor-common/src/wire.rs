@@ -326,3 +326,14 @@ pub mod sockaddr_aux {
     /// IPPROTO_* of the socket (6 tcp, 17 udp, 0 when the kernel did not set it).
     pub const PROTOCOL: usize = 0;
 }
+
+/// `aux` slots of `compat_syscall`.
+pub mod compat_aux {
+    /// How it was seen: [`SOURCE_EXEC_32BIT`] (the only source in this build).
+    pub const SOURCE: usize = 0;
+    /// The process' `mm->task_size` (its address-space limit) after exec.
+    pub const TASK_SIZE: usize = 1;
+    /// A program with a 32-bit address space (ia32 or x32) was exec'd: from now on it makes
+    /// compat syscalls, which the syscall tracepoints do not see.
+    pub const SOURCE_EXEC_32BIT: u64 = 1;
+}

@@ -6,6 +6,7 @@
 // off!/conf! wrap their reads in unsafe and are used inside unsafe blocks too.
 #![allow(unused_unsafe)]
 
+mod compat;
 mod emit;
 mod path;
 mod process;

@@ -489,7 +489,8 @@ impl Decoder {
                 }
             }
             SockConnect | SockSendmsg => crate::decode_sockaddr::fill(&mut ev, r),
-            Sendto | Sendmsg | CompatSyscall => {}
+            CompatSyscall => crate::decode_sockaddr::fill_compat(&mut ev, r),
+            Sendto | Sendmsg => {}
         }
         ev
     }

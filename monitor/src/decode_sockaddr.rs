@@ -3,11 +3,13 @@
 //! compat). It lands in `fd.net` as the server side with `source=kernel`; the client side is
 //! not known yet at that hook (the socket may not be bound) and is left empty.
 //!
+//! Also `compat_syscall` (the last section): the exec of a 32-bit program.
+//!
 //! Fields: fd.type ipv4/ipv6, fd.net.l4proto (from the socket type, falling back to the
 //! protocol number), fd.net.server_ip/server_port; args.protocol (IPPROTO_* number) and
 //! args.sock_type (SOCK_* number).
 
-use monitor_common::{FdKind, sockaddr_aux};
+use monitor_common::{FdKind, compat_aux, sockaddr_aux};
 
 use crate::decode::Record;
 use crate::event::{Arg, Event, Fd, FdType, NetTuple, Source};
@@ -62,6 +64,21 @@ fn l4proto(sock_type: u16, protocol: u64) -> &'static str {
         (_, 1) | (_, 58) => "icmp",
         _ => "",
     }
+}
+
+// ---- compat_syscall ----------------------------------------------------------------------
+
+/// `compat_syscall` from the 32-bit exec detector: args.source = "exec_32bit" and
+/// args.task_size (the new image's address-space limit). An unknown source is shown by number.
+pub fn fill_compat(ev: &mut Event, r: &Record<'_>) {
+    let p = &r.payload;
+    let source = match p.aux[compat_aux::SOURCE] {
+        compat_aux::SOURCE_EXEC_32BIT => Arg::Str("exec_32bit".into()),
+        n => Arg::Int(n as i64),
+    };
+    ev.args.insert("source".into(), source);
+    ev.args
+        .insert("task_size".into(), Arg::Int(p.aux[compat_aux::TASK_SIZE] as i64));
 }
 
 #[cfg(test)]
@@ -150,6 +167,21 @@ mod tests {
         });
         let ev = decode(&b);
         assert!(ev.fd.expect("fd").net.is_none());
+    }
+
+    #[test]
+    fn compat_exec() {
+        let b = record(EventType::CompatSyscall, |p| {
+            p.aux[0] = 1;
+            p.aux[1] = 0xffff_e000;
+        });
+        let ev = decode(&b);
+        assert_eq!(ev.kind, EventType::CompatSyscall);
+        assert_eq!(ev.args.get("source"), Some(&Arg::Str("exec_32bit".into())));
+        assert_eq!(ev.args.get("task_size"), Some(&Arg::Int(0xffff_e000)));
+        assert!(ev.fd.is_none());
+        let b = record(EventType::CompatSyscall, |p| p.aux[0] = 9);
+        assert_eq!(decode(&b).args.get("source"), Some(&Arg::Int(9)));
     }
 
     #[test]

@@ -171,6 +171,8 @@ fn sock_addr_hooks_see_every_entry_path() {
             "sock_connect",
             "--kind",
             "sock_sendmsg",
+            "--kind",
+            "compat_syscall",
         ],
         Some("Capture ready"),
     )
@@ -227,11 +229,27 @@ fn sock_addr_hooks_see_every_entry_path() {
             let st = child.wait_with_output().expect("wait").status;
             assert_eq!(st.code(), Some(111), "ia32 connect should be refused");
             expect_dest(&mut m, "sock_connect", pid, &cg, ("127.0.0.1", cport, "tcp", "ipv4"));
+            // The exec of a 32-bit program is flagged once, with the process it became.
+            let ev = m.wait_for(WAIT, |v| {
+                str_at(v, "type") == Some("compat_syscall") && int_at(v, "process.pid") == Some(pid as i64)
+            });
+            let ev = ev.unwrap_or_else(|| panic!("no compat_syscall for the ia32 exec (pid {pid})"));
+            let real = std::fs::canonicalize(&bin).unwrap();
+            assert_eq!(str_at(&ev, "process.exepath"), real.to_str(), "{ev}");
+            assert_eq!(str_at(&ev, "args.source"), Some("exec_32bit"), "{ev}");
+            assert_eq!(int_at(&ev, "args.task_size"), Some(0xffff_e000), "{ev}");
+            assert_eq!(int_at(&ev, "cgroup_id"), Some(cg.id as i64), "{ev}");
+            eprintln!("ok: ia32 exec flagged as compat_syscall");
             eprintln!("ok: ia32 compat connect 127.0.0.1:{cport}");
         }
         Err(why) => eprintln!("SKIPPED: 32-bit compat connect: {why}"),
     }
 
+    // 64-bit programs are never flagged (every workload above was one).
+    let flagged = m.wait_for(Duration::from_millis(300), |v| {
+        str_at(v, "type") == Some("compat_syscall") && str_at(v, "process.comm") == Some("python3")
+    });
+    assert!(flagged.is_none(), "a 64-bit program flagged as 32-bit: {flagged:?}");
     let _ = m.stop();
     let _ = std::fs::remove_dir_all(&scratch);
 }
@@ -306,6 +324,10 @@ fn doctor_reports_sock_addr_coverage() {
     for (kind, hooks) in [
         ("sock_connect", ["cgroup:connect4", "cgroup:connect6"]),
         ("sock_sendmsg", ["cgroup:sendmsg4", "cgroup:sendmsg6"]),
+        (
+            "compat_syscall",
+            ["compat:sched_process_exec", "compat:sched_process_exec"],
+        ),
     ] {
         assert_eq!(v["kinds"][kind]["covered"], Value::Bool(true), "{kind}: {v}");
         for h in hooks {

@@ -118,7 +118,7 @@ fn attach_mode() -> CgroupAttachMode {
 }
 
 /// An error with its sources (aya's Display leaves out the errno).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
