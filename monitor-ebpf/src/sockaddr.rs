@@ -20,15 +20,20 @@ use aya_ebpf::{
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
-use monitor_common::{EventType, FdKind, STRINGS_OFFSET, sockaddr_aux};
+use monitor_common::{EventHeader, EventType, FdKind, Payload, STRINGS_OFFSET, SockInfo, sockaddr_aux};
 
-use crate::{
-    DROPS, EVENTS_URGENT, PENDING,
-    emit::{Writer, filtered},
-    task,
-};
+use crate::{DROPS, EVENTS_URGENT, PENDING, emit::filtered, task};
 
 const ALLOW: i32 = 1;
+
+/// A record without strings: exactly `STRINGS_OFFSET` bytes.
+#[repr(C)]
+struct SockRecord {
+    header: EventHeader,
+    payload: Payload,
+}
+
+const _: () = assert!(core::mem::size_of::<SockRecord>() == STRINGS_OFFSET);
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
@@ -92,19 +97,49 @@ fn emit(ctx: &SockAddrContext, kind: EventType, family: u16) {
     if matches!(kind, EventType::SockConnect) && reported_by_connect_syscall(family, port, &addr) {
         return;
     }
-    let Some(w) = Writer::new() else { return };
-    task::fill_header(w.header(), kind as u16, 0);
+    // Built in place in the ring rather than in the shared per-CPU SCRATCH: these programs
+    // run with preemption enabled, so a tracepoint program on this CPU could reuse SCRATCH
+    // half-way through our record.
+    let Some(mut entry) = EVENTS_URGENT.reserve::<SockRecord>(0) else {
+        if let Some(c) = DROPS.get_ptr_mut(kind as u32) {
+            unsafe { *c += 1 };
+        }
+        return;
+    };
+    let rec = entry.as_mut_ptr();
     unsafe {
-        let p = w.payload();
-        let s = &mut (*p).sock;
-        s.family = family;
-        s.sock_type = sock_type;
-        s.remote_port = port;
-        s.remote_addr = addr;
-        (*p).fd_kind = if family == AF_INET { FdKind::Ipv4 } else { FdKind::Ipv6 } as u8;
-        (*p).aux[sockaddr_aux::PROTOCOL] = protocol;
+        let h = &mut (*rec).header;
+        task::fill_header(h, kind as u16, 0);
+        h.len = STRINGS_OFFSET as u32;
+        // Field by field, as Writer::new does; sockaddr stays as is (sockaddr_len is 0).
+        let p = &mut (*rec).payload;
+        p.args = [0; 6];
+        p.aux = [0; 4];
+        p.str_len = [0; 4];
+        p.flags = 0;
+        p.sockaddr_len = 0;
+        p._pad = 0;
+        p.sock = SockInfo {
+            family,
+            sock_type,
+            local_port: 0,
+            remote_port: port,
+            local_addr: [0; 16],
+            remote_addr: addr,
+        };
+        p.fd_kind = if family == AF_INET { FdKind::Ipv4 } else { FdKind::Ipv6 } as u8;
+        p.aux[sockaddr_aux::PROTOCOL] = protocol;
     }
-    submit(w, kind);
+    // connect wakes the reader (alerts on it are time-critical and it is rare); sendmsg can run
+    // at datagram rates (a DNS server replies with sendto), so it rides without a wakeup and
+    // is read at the next wakeup or drain tick (<= 2 ms), like fork and exit. The urgent ring
+    // either way, so that both stay ordered with the exec before them.
+    let flags = if matches!(kind, EventType::SockConnect) {
+        0
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    };
+    entry.submit(flags);
 }
 
 /// True when this thread is inside a connect(2) whose sys_enter (kind enabled, not filtered)
@@ -132,26 +167,5 @@ fn reported_by_connect_syscall(family: u16, port: u16, addr: &[u8; 16]) -> bool 
         sa[4..8] == addr[..4]
     } else {
         sa[8..24] == addr[..]
-    }
-}
-
-/// Urgent ring, so that a connect is ordered with the exec that preceded it. connect wakes the
-/// reader (alerts on it are time-critical and it is rare); sendmsg can run at datagram rates
-/// (a DNS server replies with sendto), so it rides without a wakeup and is read at the next
-/// wakeup or drain tick (<= 2 ms), like fork and exit.
-#[inline(always)]
-fn submit(w: Writer, kind: EventType) {
-    let len = STRINGS_OFFSET;
-    w.header().len = len as u32;
-    let data = unsafe { core::slice::from_raw_parts(w.base as *const u8, len) };
-    let flags = if matches!(kind, EventType::SockConnect) {
-        0
-    } else {
-        BPF_RB_NO_WAKEUP as u64
-    };
-    if EVENTS_URGENT.output(data, flags).is_err() {
-        if let Some(c) = DROPS.get_ptr_mut(kind as u32) {
-            unsafe { *c += 1 };
-        }
     }
 }
