@@ -5,7 +5,7 @@
 //!
 //! Also `compat_syscall` (the last section): the exec of a 32-bit program.
 //!
-//! Fields: fd.type ipv4/ipv6, fd.net.l4proto (from the socket type, falling back to the
+//! Fields: fd.type ipv4/ipv6 (ipv4 for an IPv4-mapped IPv6 destination, shown dotted), fd.net.l4proto (from the socket type, falling back to the
 //! protocol number), fd.net.server_ip/server_port; args.protocol (IPPROTO_* number) and
 //! args.sock_type (SOCK_* number).
 
@@ -30,7 +30,13 @@ pub fn fill(ev: &mut Event, r: &Record<'_>) {
             FdType::Ipv4,
             std::net::Ipv4Addr::new(s.remote_addr[0], s.remote_addr[1], s.remote_addr[2], s.remote_addr[3]).to_string(),
         ),
-        AF_INET6 => (FdType::Ipv6, std::net::Ipv6Addr::from(s.remote_addr).to_string()),
+        // An IPv4-mapped destination (::ffff:a.b.c.d) on an AF_INET6 socket is IPv4 traffic,
+        // and connect4 does not run for it: shown as the IPv4 address, so that rules naming
+        // 169.254.169.254 cannot be sidestepped by spelling it ::ffff:169.254.169.254.
+        AF_INET6 => match std::net::Ipv6Addr::from(s.remote_addr).to_ipv4_mapped() {
+            Some(v4) => (FdType::Ipv4, v4.to_string()),
+            None => (FdType::Ipv6, std::net::Ipv6Addr::from(s.remote_addr).to_string()),
+        },
         _ => {
             ev.fd = Some(Fd {
                 typ: crate::decode::fd_type(FdKind::from_u8(p.fd_kind)),
@@ -157,6 +163,21 @@ mod tests {
         assert_eq!(net.l4proto, "udp");
         assert_eq!(net.server_ip.as_deref(), Some("::1"));
         assert_eq!(net.server_port, Some(53));
+    }
+
+    #[test]
+    fn v4_mapped_destination_is_shown_as_ipv4() {
+        let b = record(EventType::SockConnect, |p| {
+            p.sock.family = 10;
+            p.sock.sock_type = 1;
+            p.sock.remote_port = 80;
+            p.sock.remote_addr[10] = 0xff;
+            p.sock.remote_addr[11] = 0xff;
+            p.sock.remote_addr[12..].copy_from_slice(&[169, 254, 169, 254]);
+        });
+        let fd = decode(&b).fd.expect("fd");
+        assert_eq!(fd.typ, FdType::Ipv4);
+        assert_eq!(fd.net.expect("net").server_ip.as_deref(), Some("169.254.169.254"));
     }
 
     #[test]

@@ -196,6 +196,15 @@ fn sock_addr_hooks_see_every_entry_path() {
             let (pid, _) = run_in(&cg, "python3", &["-c", &code]);
             expect_dest(&mut m, "sock_connect", pid, &cg, ("::1", port6, "tcp", "ipv6"));
             eprintln!("ok: tcp connect [::1]:{port6}");
+            // The same IPv4 destination spelled ::ffff:127.0.0.1 on an AF_INET6 socket: only
+            // connect6 runs, and the event shows the IPv4 address it really goes to.
+            let mport = closed_port_v4();
+            let code = format!(
+                "import socket\ns=socket.socket(socket.AF_INET6)\ntry: s.connect(('::ffff:127.0.0.1',{mport}))\nexcept ConnectionRefusedError: pass"
+            );
+            let (pid, _) = run_in(&cg, "python3", &["-c", &code]);
+            expect_dest(&mut m, "sock_connect", pid, &cg, ("127.0.0.1", mport, "tcp", "ipv4"));
+            eprintln!("ok: tcp connect [::ffff:127.0.0.1]:{mport} shown as 127.0.0.1");
         }
         None => eprintln!("SKIPPED: IPv6 connect: ::1 is not configured on this host"),
     }
