@@ -325,6 +325,9 @@ mod pod {
 pub mod sockaddr_aux {
     /// IPPROTO_* of the socket (6 tcp, 17 udp, 0 when the kernel did not set it).
     pub const PROTOCOL: usize = 0;
+    /// sock_sendmsg only: sends from this process to this destination left out since the
+    /// previous report (each pair is reported at most once a second).
+    pub const REPEATS: usize = 1;
 }
 
 /// `aux` slots of `compat_syscall`.

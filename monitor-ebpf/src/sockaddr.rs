@@ -16,8 +16,9 @@
 
 use aya_ebpf::{
     bindings::{BPF_RB_NO_WAKEUP, bpf_sock_addr},
-    helpers::bpf_get_current_pid_tgid,
-    macros::cgroup_sock_addr,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
+    macros::{cgroup_sock_addr, map},
+    maps::LruHashMap,
     programs::SockAddrContext,
 };
 use monitor_common::{EventHeader, EventType, FdKind, Payload, STRINGS_OFFSET, SockInfo, sockaddr_aux};
@@ -97,6 +98,14 @@ fn emit(ctx: &SockAddrContext, kind: EventType, family: u16) {
     if matches!(kind, EventType::SockConnect) && reported_by_connect_syscall(family, port, &addr) {
         return;
     }
+    let repeats = if matches!(kind, EventType::SockSendmsg) {
+        match sendmsg_window(family, port, &addr) {
+            Some(n) => n,
+            None => return,
+        }
+    } else {
+        0
+    };
     // Built in place in the ring rather than in the shared per-CPU SCRATCH: these programs
     // run with preemption enabled, so a tracepoint program on this CPU could reuse SCRATCH
     // half-way through our record.
@@ -129,6 +138,7 @@ fn emit(ctx: &SockAddrContext, kind: EventType, family: u16) {
         };
         p.fd_kind = if family == AF_INET { FdKind::Ipv4 } else { FdKind::Ipv6 } as u8;
         p.aux[sockaddr_aux::PROTOCOL] = protocol;
+        p.aux[sockaddr_aux::REPEATS] = repeats;
     }
     // connect wakes the reader (alerts on it are time-critical and it is rare); sendmsg can run
     // at datagram rates (a DNS server replies with sendto), so it rides without a wakeup and
@@ -140,6 +150,65 @@ fn emit(ctx: &SockAddrContext, kind: EventType, family: u16) {
         BPF_RB_NO_WAKEUP as u64
     };
     entry.submit(flags);
+}
+
+/// Datagrams from one process to one destination, reported at most once per window.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SendKey {
+    tgid: u32,
+    family: u16,
+    port: u16,
+    addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SendSeen {
+    reported_ns: u64,
+    /// Sends left out since then (approximate: not atomic across CPUs).
+    suppressed: u64,
+}
+
+/// LRU: an evicted destination is simply reported again.
+#[map(name = "SENDMSG_SEEN")]
+static SENDMSG_SEEN: LruHashMap<SendKey, SendSeen> = LruHashMap::with_max_entries(16384, 0);
+
+const SENDMSG_WINDOW_NS: u64 = 1_000_000_000;
+
+/// A UDP server answers every query with a sendto: one event per datagram would flood the
+/// ring. Each (process, destination) is reported once per second; the report carries how many
+/// sends were left out since the previous one. None = leave this one out.
+#[inline(always)]
+fn sendmsg_window(family: u16, port: u16, addr: &[u8; 16]) -> Option<u64> {
+    let key = SendKey {
+        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        family,
+        port,
+        addr: *addr,
+    };
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    if let Some(v) = SENDMSG_SEEN.get_ptr_mut(&key) {
+        unsafe {
+            if now.wrapping_sub((*v).reported_ns) < SENDMSG_WINDOW_NS {
+                (*v).suppressed += 1;
+                return None;
+            }
+            let n = (*v).suppressed;
+            (*v).reported_ns = now;
+            (*v).suppressed = 0;
+            return Some(n);
+        }
+    }
+    let _ = SENDMSG_SEEN.insert(
+        &key,
+        &SendSeen {
+            reported_ns: now,
+            suppressed: 0,
+        },
+        0,
+    );
+    Some(0)
 }
 
 /// True when this thread is inside a connect(2) whose sys_enter (kind enabled, not filtered)

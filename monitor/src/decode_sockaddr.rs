@@ -7,7 +7,8 @@
 //!
 //! Fields: fd.type ipv4/ipv6 (ipv4 for an IPv4-mapped IPv6 destination, shown dotted), fd.net.l4proto (from the socket type, falling back to the
 //! protocol number), fd.net.server_ip/server_port; args.protocol (IPPROTO_* number) and
-//! args.sock_type (SOCK_* number).
+//! args.sock_type (SOCK_* number); sock_sendmsg also args.repeats (datagrams to the same
+//! destination from the same process left out since its previous report: once a second).
 
 use monitor_common::{FdKind, compat_aux, sockaddr_aux};
 
@@ -25,6 +26,12 @@ pub fn fill(ev: &mut Event, r: &Record<'_>) {
     let protocol = p.aux[sockaddr_aux::PROTOCOL];
     ev.args.insert("protocol".into(), Arg::Int(protocol as i64));
     ev.args.insert("sock_type".into(), Arg::Int(i64::from(s.sock_type)));
+    if r.kind == monitor_common::EventType::SockSendmsg {
+        ev.args.insert(
+            "repeats".into(),
+            Arg::Int(p.aux[sockaddr_aux::REPEATS].min(i64::MAX as u64) as i64),
+        );
+    }
     let (typ, ip) = match s.family {
         AF_INET => (
             FdType::Ipv4,
@@ -155,6 +162,7 @@ mod tests {
             p.sock.remote_addr[15] = 1;
             p.fd_kind = FdKind::Ipv6 as u8;
             p.aux[0] = 17;
+            p.aux[1] = 41;
         });
         let ev = decode(&b);
         let fd = ev.fd.expect("fd");
@@ -163,6 +171,7 @@ mod tests {
         assert_eq!(net.l4proto, "udp");
         assert_eq!(net.server_ip.as_deref(), Some("::1"));
         assert_eq!(net.server_port, Some(53));
+        assert_eq!(ev.args.get("repeats"), Some(&Arg::Int(41)));
     }
 
     #[test]

@@ -209,14 +209,30 @@ fn sock_addr_hooks_see_every_entry_path() {
         None => eprintln!("SKIPPED: IPv6 connect: ::1 is not configured on this host"),
     }
 
-    // UDP sendto: an unconnected datagram goes through sendmsg4, not connect4.
+    // UDP sendto: an unconnected datagram goes through sendmsg4, not connect4. A burst to one
+    // destination is reported once; the next report, a window (1 s) later, counts the rest.
     let uport = closed_port_v4();
     let code = format!(
-        "import socket\nu=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nu.sendto(b'x',('127.0.0.1',{uport}))"
+        "import socket, time\nu=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor _ in range(100): u.sendto(b'x',('127.0.0.1',{uport}))\ntime.sleep(1.2)\nu.sendto(b'x',('127.0.0.1',{uport}))"
     );
     let (pid, _) = run_in(&cg, "python3", &["-c", &code]);
     expect_dest(&mut m, "sock_sendmsg", pid, &cg, ("127.0.0.1", uport, "udp", "ipv4"));
-    eprintln!("ok: udp sendto 127.0.0.1:{uport}");
+    let to_uport = |v: &Value| {
+        str_at(v, "type") == Some("sock_sendmsg")
+            && int_at(v, "process.pid") == Some(pid as i64)
+            && int_at(v, "fd.net.server_port") == Some(uport as i64)
+    };
+    let later = m.wait_for(WAIT, |v| to_uport(v) && int_at(v, "args.repeats") == Some(99));
+    assert!(later.is_some(), "no second sock_sendmsg counting 99 repeats");
+    let reports: Vec<Option<i64>> = m
+        .seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| to_uport(v))
+        .map(|v| int_at(&v, "args.repeats"))
+        .collect();
+    assert_eq!(reports, vec![Some(0), Some(99)], "101 datagrams, two reports");
+    eprintln!("ok: udp sendto 127.0.0.1:{uport} x101 -> 2 reports (repeats 0, 99)");
 
     // io_uring IORING_OP_CONNECT: no connect(2), so no sys_enter_connect; the hook sees it.
     let rport = closed_port_v4();
