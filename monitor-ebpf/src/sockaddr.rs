@@ -224,6 +224,12 @@ fn reported_by_connect_syscall(family: u16, port: u16, addr: &[u8; 16]) -> bool 
     if p.kind != EventType::Connect as u16 {
         return false;
     }
+    // An IPv4-mapped destination is always reported here: the connect event shows the
+    // ::ffff:a.b.c.d spelling, which rules naming the IPv4 address do not match, while this
+    // event shows a.b.c.d.
+    if family == AF_INET6 && addr[..10] == [0u8; 10] && addr[10] == 0xff && addr[11] == 0xff {
+        return false;
+    }
     let sa = &p.sockaddr;
     let need = if family == AF_INET { 8 } else { 24 };
     if (p.sockaddr_len as usize) < need

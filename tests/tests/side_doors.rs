@@ -322,6 +322,18 @@ fn each_connect_is_reported_once() {
     assert!(dup.is_none(), "connect(2) reported twice: {dup:?}");
     eprintln!("ok: connect(2) once, as connect");
 
+    // ...except an IPv4-mapped destination: the connect event spells it ::ffff:127.0.0.1, so
+    // sock_connect also reports it, as 127.0.0.1 (what rules on the IPv4 address match).
+    if closed_port_v6().is_some() {
+        let mport = closed_port_v4();
+        let code = format!(
+            "import socket\ns=socket.socket(socket.AF_INET6)\ntry: s.connect(('::ffff:127.0.0.1',{mport}))\nexcept ConnectionRefusedError: pass"
+        );
+        let (pid, _) = run_in(&cg, "python3", &["-c", &code]);
+        expect_dest(&mut m, "sock_connect", pid, &cg, ("127.0.0.1", mport, "tcp", "ipv4"));
+        eprintln!("ok: connect(2) to ::ffff:127.0.0.1 also as sock_connect 127.0.0.1");
+    }
+
     let rport = closed_port_v4();
     let (pid, out) = run_in(&cg, "python3", &["-c", URING_CONNECT_PY, &rport.to_string()]);
     assert_eq!(
