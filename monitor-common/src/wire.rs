@@ -318,3 +318,25 @@ mod pod {
     unsafe impl aya::Pod for super::Offsets {}
     unsafe impl aya::Pod for super::Config {}
 }
+
+/// `aux` slots of the cgroup sock_addr events (`sock_connect`, `sock_sendmsg`). The destination
+/// is in `Payload::sock` (family, sock_type, remote_addr, remote_port: as the kernel saw it,
+/// whatever the entry path) and `fd_kind` is Ipv4/Ipv6.
+pub mod sockaddr_aux {
+    /// IPPROTO_* of the socket (6 tcp, 17 udp, 0 when the kernel did not set it).
+    pub const PROTOCOL: usize = 0;
+    /// sock_sendmsg only: sends from this process to this destination left out since the
+    /// previous report (each pair is reported at most once a second).
+    pub const REPEATS: usize = 1;
+}
+
+/// `aux` slots of `compat_syscall`.
+pub mod compat_aux {
+    /// How it was seen: [`SOURCE_EXEC_32BIT`] (the only source in this build).
+    pub const SOURCE: usize = 0;
+    /// The process' `mm->task_size` (its address-space limit) after exec.
+    pub const TASK_SIZE: usize = 1;
+    /// A program with a 32-bit address space (ia32 or x32) was exec'd: from now on it makes
+    /// compat syscalls, which the syscall tracepoints do not see.
+    pub const SOURCE_EXEC_32BIT: u64 = 1;
+}

@@ -6,9 +6,11 @@
 // off!/conf! wrap their reads in unsafe and are used inside unsafe blocks too.
 #![allow(unused_unsafe)]
 
+mod compat;
 mod emit;
 mod path;
 mod process;
+mod sockaddr;
 mod syscalls;
 mod task;
 

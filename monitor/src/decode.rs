@@ -488,7 +488,9 @@ impl Decoder {
                     ev.args.insert("op".into(), Arg::Str(op));
                 }
             }
-            Sendto | Sendmsg | SockConnect | SockSendmsg | CompatSyscall => {}
+            SockConnect | SockSendmsg => crate::decode_sockaddr::fill(&mut ev, r),
+            CompatSyscall => crate::decode_sockaddr::fill_compat(&mut ev, r),
+            Sendto | Sendmsg => {}
         }
         ev
     }

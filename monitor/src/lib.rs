@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod config;
 pub mod container;
 pub mod decode;
+pub mod decode_sockaddr;
 pub mod event;
 pub mod http;
 pub mod metrics;
