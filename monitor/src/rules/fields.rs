@@ -123,6 +123,7 @@ pub enum Id {
     ContainerImageTag,
     ContainerImageDigest,
     ContainerPrivileged,
+    ContainerForeignNamespace,
     ContainerType,
     ContainerStartTs,
     ContainerMetadataComplete,
@@ -693,6 +694,14 @@ pub static FIELDS: &[Spec] = &[
         None,
         1,
         "privileged container (absent when unknown)"
+    ),
+    spec!(
+        "container.foreign_namespace",
+        ContainerForeignNamespace,
+        Bool,
+        None,
+        1,
+        "outside every container cgroup, yet in a pid or mount namespace other than the host's: a container that left its cgroup must not pass for the host (own)"
     ),
     spec!(
         "container.type",
@@ -1468,6 +1477,7 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
         Id::ContainerImageTag => nonempty(&ev.container.image_tag),
         Id::ContainerImageDigest => nonempty(&ev.container.image_digest),
         Id::ContainerPrivileged => ev.container.privileged.map_or(V::Absent, V::B),
+        Id::ContainerForeignNamespace => V::B(ev.container.foreign_namespace),
         Id::ContainerType => nonempty(&ev.container.runtime),
         Id::ContainerStartTs => ev
             .container
