@@ -139,16 +139,15 @@ impl LiveRules {
     /// Reload; a failure keeps the previous set live (logged and counted).
     fn reload(&mut self, why: &str) {
         self.stamp = stamp(&self.paths, &self.opts);
+        // rules::reload counts the attempt (monitor_rules_reloads_total{result}).
         match rules::reload(&self.set, &self.paths, &self.opts) {
             Ok(diags) => {
                 log_diagnostics(&diags);
-                metrics::record_reload(true);
                 self.publish();
                 info!(reason = why, rules = self.set.load().len(), "Rules reloaded.");
             }
             Err(diags) => {
                 log_diagnostics(&diags);
-                metrics::record_reload(false);
                 warn!(reason = why, "Rule reload failed; the previous rules stay live.");
             }
         }

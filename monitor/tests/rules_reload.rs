@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use monitor::rules::{LoadOptions, RuleSet, load, reload};
 
+/// One series' value from the text exposition, `name` including its labels as exposed.
 fn metric(name: &str) -> f64 {
     let text = prometheus::TextEncoder::new()
         .encode_to_string(&prometheus::gather())
@@ -40,7 +41,7 @@ fn reload_with_a_broken_file_keeps_the_old_set() {
     assert_eq!(metric("monitor_rules_loaded"), 2.0);
 
     // Broken YAML, then a bad field: both rejected, the two-rule set stays live.
-    let before = metric("monitor_rules_reload_failures_total").max(0.0);
+    let before = metric(r#"monitor_rules_reloads_total{result="failure"}"#).max(0.0);
     let held: Arc<RuleSet> = live.load_full();
     std::fs::write(&f, "- rule: [broken\n").unwrap();
     let diags = reload(&live, &paths, &LoadOptions::default()).unwrap_err();
@@ -53,7 +54,7 @@ fn reload_with_a_broken_file_keeps_the_old_set() {
     reload(&live, &paths, &LoadOptions::default()).unwrap_err();
     assert!(Arc::ptr_eq(&held, &live.load_full()));
     assert_eq!(live.load().len(), 2);
-    assert_eq!(metric("monitor_rules_reload_failures_total"), before + 2.0);
+    assert_eq!(metric(r#"monitor_rules_reloads_total{result="failure"}"#), before + 2.0);
 
     // A missing file is a failure too, never a panic.
     reload(&live, &[dir.join("absent.yaml")], &LoadOptions::default()).unwrap_err();

@@ -156,16 +156,6 @@ impl RuleSet {
     }
 }
 
-static RELOAD_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
-    let c = IntCounter::new(
-        "monitor_rules_reload_failures_total",
-        "Rule reloads that failed and kept the previous rule set",
-    )
-    .expect("valid metric");
-    let _ = prometheus::default_registry().register(Box::new(c.clone()));
-    c
-});
-
 static LOADED: LazyLock<IntGauge> = LazyLock::new(|| {
     let g =
         IntGauge::new("monitor_rules_loaded", "Rules in the live rule set").expect("valid metric");
@@ -174,7 +164,8 @@ static LOADED: LazyLock<IntGauge> = LazyLock::new(|| {
 });
 
 /// Load, compile and swap in a new rule set atomically. On any error the live set is kept,
-/// `monitor_rules_reload_failures_total` is incremented, and the diagnostics are returned.
+/// the failure is counted (`monitor_rules_reloads_total{result="failure"}`), and the
+/// diagnostics are returned.
 pub fn reload(
     live: &ArcSwap<RuleSet>,
     paths: &[PathBuf],
@@ -183,12 +174,13 @@ pub fn reload(
     match load(paths, opts) {
         Ok((set, diags)) => {
             LOADED.set(i64::try_from(set.len()).unwrap_or(i64::MAX));
+            crate::metrics::record_reload(true);
             tracing::info!(rules = set.len(), hash = %set.content_hash(), "Rule set reloaded.");
             live.store(Arc::new(set));
             Ok(diags)
         }
         Err(diags) => {
-            RELOAD_FAILURES.inc();
+            crate::metrics::record_reload(false);
             let errors = diags.iter().filter(|d| d.is_error()).count();
             tracing::warn!(
                 errors,
@@ -202,7 +194,6 @@ pub fn reload(
 /// Record the size of a rule set loaded outside [`reload`] (first load at start-up).
 pub fn set_loaded_metric(set: &RuleSet) {
     LOADED.set(i64::try_from(set.len()).unwrap_or(i64::MAX));
-    LazyLock::force(&RELOAD_FAILURES);
 }
 
 /// Load rule files. Fails when any diagnostic is an error.
