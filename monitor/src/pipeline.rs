@@ -216,7 +216,7 @@ fn evaluate(set: &RuleSet, ev: &Event, dispatcher: &mut Dispatcher, hostname: &s
 /// `monitor run`: everything, until SIGINT/SIGTERM.
 pub async fn run_daemon(cfg: Config) -> Result<()> {
     metrics::init();
-    metrics::configure_labels(cfg.metrics.labels.clone());
+    metrics::configure_labels(cfg.metrics.labels);
     let readiness = Readiness::new();
     let hostname = alert::hostname();
 

@@ -36,11 +36,10 @@ pub fn cgroup2_mount() -> Result<PathBuf> {
     for line in info.lines() {
         let mut halves = line.splitn(2, " - ");
         let (pre, post) = (halves.next().unwrap_or(""), halves.next().unwrap_or(""));
-        if post.split_whitespace().next() == Some("cgroup2") {
-            if let Some(mp) = pre.split_whitespace().nth(4) {
+        if post.split_whitespace().next() == Some("cgroup2")
+            && let Some(mp) = pre.split_whitespace().nth(4) {
                 return Ok(PathBuf::from(mp));
             }
-        }
     }
     bail!("no cgroup2 mount in /proc/self/mountinfo")
 }
@@ -134,11 +133,10 @@ impl MonitorProcess {
     pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
         // Lines already seen first.
         for l in &self.seen {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(l) {
-                if pred(&v) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(l)
+                && pred(&v) {
                     return Some(v);
                 }
-            }
         }
         let deadline = Instant::now() + timeout;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
@@ -146,11 +144,10 @@ impl MonitorProcess {
                 Ok(line) => {
                     let parsed = serde_json::from_str::<serde_json::Value>(&line).ok();
                     self.seen.push(line);
-                    if let Some(v) = parsed {
-                        if pred(&v) {
+                    if let Some(v) = parsed
+                        && pred(&v) {
                             return Some(v);
                         }
-                    }
                 }
                 Err(_) => return None,
             }

@@ -70,11 +70,10 @@ impl Prometheus {
     pub fn wait_for(&self, expr: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
         let start = Instant::now();
         loop {
-            if let Some(v) = self.query(expr)? {
-                if pred(&v) {
+            if let Some(v) = self.query(expr)?
+                && pred(&v) {
                     return Ok(v);
                 }
-            }
             if start.elapsed() > timeout {
                 bail!("Prometheus never returned a matching value for {expr}");
             }

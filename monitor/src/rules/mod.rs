@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use arc_swap::ArcSwap;
-use prometheus::{IntCounter, IntGauge};
+use prometheus::IntGauge;
 use serde::Serialize;
 
 use crate::event::Event;
