@@ -129,6 +129,12 @@ pub const MAX_ARGS: usize = 256;
 /// bytes as `\xNN`; at most `max` input bytes.
 pub fn escape_bytes(b: &[u8], max: usize) -> String {
     let b = &b[..b.len().min(max)];
+    // Paths, comms and most arguments are printable ASCII: one copy, no per-char pushes.
+    if b.iter().all(|&c| (0x20..0x7f).contains(&c) && c != b'\\')
+        && let Ok(s) = std::str::from_utf8(b)
+    {
+        return s.to_owned();
+    }
     let mut out = String::with_capacity(b.len());
     for chunk in b.utf8_chunks() {
         for c in chunk.valid().chars() {

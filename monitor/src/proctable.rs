@@ -86,8 +86,32 @@ pub fn is_runtime_binary(exepath: &str) -> bool {
     RUNTIME_BINARIES.contains(&name)
 }
 
+/// Hasher for pid keys: one multiply instead of SipHash. Every event looks up its process and
+/// each ancestor link; pids are assigned by the kernel, so there is no key an attacker could
+/// choose to collide them beyond what pid reuse already allows.
+#[derive(Default, Clone, Copy)]
+struct PidHasher(u64);
+
+impl std::hash::Hasher for PidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        // Golden-ratio multiply: sequential pids spread over both the bucket (low) and the
+        // tag (high) bits hashbrown uses.
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type PidMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<PidHasher>>;
+
 pub struct ProcTable {
-    map: HashMap<u32, ProcEntry>,
+    map: PidMap<ProcEntry>,
     capacity: usize,
     depth: usize,
     seq: u64,
@@ -103,7 +127,7 @@ pub const DEFAULT_DEPTH: usize = 8;
 impl ProcTable {
     pub fn new(capacity: usize, depth: usize) -> ProcTable {
         ProcTable {
-            map: HashMap::new(),
+            map: PidMap::default(),
             capacity: capacity.max(16),
             depth,
             seq: 0,
