@@ -335,6 +335,18 @@ fn strip_ansi(s: &str) -> String {
 
 type Storm = fn(u64) -> anyhow::Result<Duration>;
 
+/// A `VmRSS`/`VmHWM` line of /proc/<pid>/status, in MiB.
+fn mem_mib(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or("?".to_string(), |kb| format!("{} MiB", kb / 1024))
+}
+
 /// CPU time (ns) all threads of `pid` have run, from /proc/<pid>/task/*/schedstat: a per-event
 /// cost that a busy shared machine disturbs far less than wall time.
 fn cpu_ns(pid: u32) -> u64 {
@@ -409,6 +421,14 @@ fn attach_and_measure(
             queue: q,
         });
     }
+    // The allocator matters here: glibc malloc kept 0.5-1.5 GiB after storms that mimalloc
+    // served in 200 MiB and gave back.
+    notes.push(format!(
+        "{label} {}: memory after the storms: rss {} peak {}",
+        mode.name(),
+        mem_mib(mon.child.id(), "VmRSS:"),
+        mem_mib(mon.child.id(), "VmHWM:")
+    ));
     stop(&mut mon);
     let log = mon.stderr.join().unwrap_or_default();
     if mode == Mode::Events {
