@@ -877,7 +877,8 @@ mod tests {
             comm: "sshpass".into(),
             exepath: "/usr/bin/sshpass".into(),
             args: vec!["-p".into(), "hunter2".into(), "ssh".into()],
-        }];
+        }]
+        .into();
         ev.container = Container {
             id: "0123456789ab".into(),
             name: "web".into(),

@@ -135,7 +135,8 @@ pub struct Process {
     /// What fds 0, 1, 2 were at exec: "file", "pipe", "ipv4", "ipv6", "unix", "tty" ...
     pub stdio: [FdType; 3],
     /// Parent first, then grandparent ... bounded by the process table's depth limit.
-    pub ancestors: Vec<Ancestor>,
+    /// Shared with the process table's cached chain: events of one process point at one copy.
+    pub ancestors: std::sync::Arc<[Ancestor]>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

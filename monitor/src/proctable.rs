@@ -3,10 +3,19 @@
 //! `process.ancestors` (parent first) for every event, and exepath/exe/args/cwd for events
 //! that are not execs (those carry their own). Bounded: beyond `capacity` entries the least
 //! recently touched tenth is evicted (`monitor_proctable_evictions_total`).
+//!
+//! The ancestor chain is shared, not rebuilt: each entry caches its last chain as an
+//! `Arc<[Ancestor]>` together with the (pid, version) of every link it was built from. Every
+//! change an ancestor can show (exec, fork-insert, exit, eviction, reparenting) gives that
+//! entry a new version, so the next event re-walks the links (hash lookups, no allocation),
+//! sees the mismatch and rebuilds; otherwise it takes a reference to the cached chain. The
+//! chain therefore always equals what a fresh walk would give, while a burst of events from one
+//! process (an open storm) costs one refcount increment instead of cloning every ancestor's
+//! strings into every event.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use prometheus::{IntCounter, IntGauge, register_int_counter, register_int_gauge};
 
@@ -41,6 +50,17 @@ pub struct ProcEntry {
     pub is_container_runtime: bool,
     /// Last touch, for eviction.
     seq: u64,
+    /// Changes whenever a field an ancestor chain shows changes (see the module doc).
+    version: u64,
+    /// This process' last ancestor chain and what it was built from.
+    chain: Option<CachedChain>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct CachedChain {
+    ancestors: Arc<[Ancestor]>,
+    /// (pid, version) of each link in walk order; version 0 = the pid was not in the table.
+    links: Vec<(u32, u64)>,
 }
 
 /// Executables of container runtimes and their helpers, by file name, plus runc's re-exec of
@@ -66,11 +86,37 @@ pub fn is_runtime_binary(exepath: &str) -> bool {
     RUNTIME_BINARIES.contains(&name)
 }
 
+/// Hasher for pid keys: one multiply instead of SipHash. Every event looks up its process and
+/// each ancestor link; pids are assigned by the kernel, so there is no key an attacker could
+/// choose to collide them beyond what pid reuse already allows.
+#[derive(Default, Clone, Copy)]
+struct PidHasher(u64);
+
+impl std::hash::Hasher for PidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        // Golden-ratio multiply: sequential pids spread over both the bucket (low) and the
+        // tag (high) bits hashbrown uses.
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type PidMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<PidHasher>>;
+
 pub struct ProcTable {
-    map: HashMap<u32, ProcEntry>,
+    map: PidMap<ProcEntry>,
     capacity: usize,
     depth: usize,
     seq: u64,
+    /// Source of entry versions (never 0, which marks an absent link).
+    version: u64,
     /// The host's mount namespace inode: runtime binaries count only when exec'd there.
     host_mntns: u64,
 }
@@ -81,10 +127,11 @@ pub const DEFAULT_DEPTH: usize = 8;
 impl ProcTable {
     pub fn new(capacity: usize, depth: usize) -> ProcTable {
         ProcTable {
-            map: HashMap::new(),
+            map: PidMap::default(),
             capacity: capacity.max(16),
             depth,
             seq: 0,
+            version: 0,
             host_mntns: 0,
         }
     }
@@ -130,6 +177,10 @@ impl ProcTable {
         }
         self.seq += 1;
         e.seq = self.seq;
+        self.version += 1;
+        e.version = self.version;
+        // A forked child starts from a copy of its parent: the parent's chain is not its own.
+        e.chain = None;
         self.map.insert(e.pid, e);
         ENTRIES.set(self.map.len() as i64);
     }
@@ -170,7 +221,7 @@ impl ProcTable {
                         && (is_runtime_binary(&ev.process.exepath)
                             || (ev.kind == EventType::Execveat
                                 && self.map.get(&pid).is_some_and(|e| e.is_container_runtime))),
-                    seq: 0,
+                    ..ProcEntry::default()
                 });
             }
             EventType::Clone | EventType::Clone3 | EventType::Fork | EventType::Vfork
@@ -209,28 +260,73 @@ impl ProcTable {
             e.seq = self.seq;
             ev.process.is_container_runtime = e.is_container_runtime;
             // The kernel's real_parent is current: a process whose parent died was reparented.
-            if ev.process.ppid != 0 {
+            if ev.process.ppid != 0 && e.ppid != ev.process.ppid {
                 e.ppid = ev.process.ppid;
+                self.version += 1;
+                e.version = self.version;
             }
             if !is_exec {
                 let p = &mut ev.process;
                 if p.exepath.is_empty() {
-                    p.exepath = e.exepath.clone();
+                    p.exepath.clone_from(&e.exepath);
                 }
                 if p.exe.is_empty() {
-                    p.exe = e.exe.clone();
-                    p.args = e.args.clone();
+                    p.exe.clone_from(&e.exe);
+                    p.args.clone_from(&e.args);
                 }
                 if p.cwd.is_empty() {
-                    p.cwd = e.cwd.clone();
+                    p.cwd.clone_from(&e.cwd);
                 }
             }
         }
+        let ppid = ev.process.ppid;
+        if let Some(c) = self.map.get(&pid).and_then(|e| e.chain.as_ref())
+            && self.links_match(pid, ppid, &c.links)
+        {
+            ev.process.ancestors = c.ancestors.clone();
+            return;
+        }
+        let chain = self.build_chain(pid, ppid);
+        ev.process.ancestors = chain.ancestors.clone();
+        if let Some(e) = self.map.get_mut(&pid) {
+            e.chain = Some(chain);
+        }
+    }
+
+    /// The next link of a walk from `pid`: None when the walk stops before it.
+    #[inline]
+    fn next_link(&self, pid: u32, cur: u32, links: &[(u32, u64)]) -> Option<(u32, u64)> {
+        if links.len() >= self.depth
+            || cur == 0
+            || cur == pid
+            || links.iter().any(|&(p, _)| p == cur)
+            || links.last().is_some_and(|&(_, v)| v == 0)
+        {
+            return None;
+        }
+        Some((cur, self.map.get(&cur).map_or(0, |e| e.version)))
+    }
+
+    /// Whether a fresh walk from `ppid` would visit exactly `links` (same pids, same versions).
+    fn links_match(&self, pid: u32, ppid: u32, links: &[(u32, u64)]) -> bool {
+        let mut cur = ppid;
+        for (i, &want) in links.iter().enumerate() {
+            if self.next_link(pid, cur, &links[..i]) != Some(want) {
+                return false;
+            }
+            cur = self.map.get(&want.0).map_or(0, |e| e.ppid);
+        }
+        self.next_link(pid, cur, links).is_none()
+    }
+
+    /// Walk the parents from `ppid`, parent first; an unknown pid ends the chain as a pid-only
+    /// entry.
+    fn build_chain(&self, pid: u32, ppid: u32) -> CachedChain {
         let mut out = Vec::new();
-        let mut cur = ev.process.ppid;
-        let mut seen = vec![pid];
-        while out.len() < self.depth && cur != 0 && !seen.contains(&cur) {
-            seen.push(cur);
+        let mut links = Vec::new();
+        let mut cur = ppid;
+        while let Some(link) = self.next_link(pid, cur, &links) {
+            links.push(link);
             match self.map.get(&cur) {
                 Some(e) => {
                     out.push(Ancestor {
@@ -241,16 +337,16 @@ impl ProcTable {
                     });
                     cur = e.ppid;
                 }
-                None => {
-                    out.push(Ancestor {
-                        pid: cur,
-                        ..Ancestor::default()
-                    });
-                    break;
-                }
+                None => out.push(Ancestor {
+                    pid: cur,
+                    ..Ancestor::default()
+                }),
             }
         }
-        ev.process.ancestors = out;
+        CachedChain {
+            ancestors: out.into(),
+            links,
+        }
     }
 }
 
@@ -313,8 +409,7 @@ pub fn read_proc_entry(proc_root: &Path, pid: u32) -> Option<ProcEntry> {
         exepath,
         args,
         cwd,
-        is_container_runtime: false,
-        seq: 0,
+        ..ProcEntry::default()
     })
 }
 
@@ -440,6 +535,98 @@ mod tests {
         let mut x = ev(EventType::ProcExit, 11, 10, 0);
         t.observe(&mut x);
         assert!(t.get(11).is_none());
+    }
+
+    /// A table 1 (init) <- 10 (bash) <- 11 (sh) <- 12 (worker).
+    fn chain_table() -> ProcTable {
+        let mut t = ProcTable::new(100, 8);
+        for (pid, ppid, comm) in [(1, 0, "init"), (10, 1, "bash"), (11, 10, "sh"), (12, 11, "worker")] {
+            t.insert(ProcEntry {
+                pid,
+                ppid,
+                comm: comm.into(),
+                exepath: format!("/bin/{comm}"),
+                ..Default::default()
+            });
+        }
+        t
+    }
+
+    fn chain_of(t: &mut ProcTable, pid: u32, ppid: u32) -> Arc<[Ancestor]> {
+        let mut o = ev(EventType::Openat, pid, ppid, 3);
+        t.observe(&mut o);
+        o.process.ancestors
+    }
+
+    fn comms(a: &[Ancestor]) -> Vec<(u32, &str)> {
+        a.iter().map(|a| (a.pid, a.comm.as_str())).collect()
+    }
+
+    #[test]
+    fn events_of_one_process_share_its_chain() {
+        let mut t = chain_table();
+        let a = chain_of(&mut t, 12, 11);
+        let b = chain_of(&mut t, 12, 11);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(comms(&a), vec![(11, "sh"), (10, "bash"), (1, "init")]);
+        // Another process' events, or an unrelated exec, do not disturb it.
+        chain_of(&mut t, 11, 10);
+        let mut x = ev(EventType::Execve, 500, 1, 0);
+        x.process.comm = "other".into();
+        t.observe(&mut x);
+        assert!(Arc::ptr_eq(&a, &chain_of(&mut t, 12, 11)));
+    }
+
+    #[test]
+    fn cached_chain_follows_ancestor_exec_exit_and_reparenting() {
+        let mut t = chain_table();
+        let first = chain_of(&mut t, 12, 11);
+        // The grandparent execs: the grandchild's next event shows the new image.
+        let mut x = ev(EventType::Execve, 10, 1, 0);
+        x.process.comm = "python3".into();
+        x.process.exepath = "/usr/bin/python3".into();
+        t.observe(&mut x);
+        let c = chain_of(&mut t, 12, 11);
+        assert!(!Arc::ptr_eq(&first, &c));
+        assert_eq!(comms(&c), vec![(11, "sh"), (10, "python3"), (1, "init")]);
+        assert_eq!(c[1].exepath, "/usr/bin/python3");
+        // The grandparent exits: the chain ends at its pid, as for any unknown pid.
+        let mut x = ev(EventType::ProcExit, 10, 1, 0);
+        t.observe(&mut x);
+        assert_eq!(comms(&chain_of(&mut t, 12, 11)), vec![(11, "sh"), (10, "")]);
+        // The parent is reparented to init (the kernel's ppid on its own event).
+        chain_of(&mut t, 11, 1);
+        assert_eq!(comms(&chain_of(&mut t, 12, 11)), vec![(11, "sh"), (1, "init")]);
+        // The worker itself is reparented: its own ppid changes the chain.
+        let mut x = ev(EventType::ProcExit, 11, 1, 0);
+        t.observe(&mut x);
+        assert_eq!(comms(&chain_of(&mut t, 12, 1)), vec![(1, "init")]);
+        // A pid that was unknown (the chain's pid-only end) appearing fills it in.
+        let mut t = chain_table();
+        t.map.remove(&1);
+        assert_eq!(comms(&chain_of(&mut t, 12, 11)), vec![(11, "sh"), (10, "bash"), (1, "")]);
+        t.insert(ProcEntry {
+            pid: 1,
+            comm: "systemd".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            comms(&chain_of(&mut t, 12, 11)),
+            vec![(11, "sh"), (10, "bash"), (1, "systemd")]
+        );
+    }
+
+    #[test]
+    fn forked_child_builds_its_own_chain() {
+        let mut t = chain_table();
+        chain_of(&mut t, 12, 11);
+        let mut f = ev(EventType::Clone, 12, 11, 13);
+        f.args.insert("child_pid".into(), Arg::Int(13));
+        t.observe(&mut f);
+        assert_eq!(
+            comms(&chain_of(&mut t, 13, 12)),
+            vec![(12, "worker"), (11, "sh"), (10, "bash"), (1, "init")]
+        );
     }
 
     #[test]

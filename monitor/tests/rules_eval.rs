@@ -31,7 +31,8 @@ fn event() -> Event {
                     exepath: "/usr/sbin/nginx".into(),
                     args: vec![],
                 },
-            ],
+            ]
+            .into(),
             ..Process::default()
         },
         fd: Some(Fd {

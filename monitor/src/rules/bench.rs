@@ -35,7 +35,8 @@ fn benign(i: usize) -> Event {
             comm: "containerd-shim".into(),
             exepath: "/usr/bin/containerd-shim-runc-v2".into(),
             args: vec![],
-        }],
+        }]
+        .into(),
         ..Process::default()
     };
     let container = Container {
