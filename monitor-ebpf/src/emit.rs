@@ -14,7 +14,10 @@ use crate::{
 };
 
 /// True when this event must not be reported: our own process, a disabled kind, or (in
-/// containers-only mode) the host mount namespace or a skipped cgroup.
+/// containers-only mode) the host mount namespace or a skipped cgroup. Process lifecycle
+/// events (fork, exec, exit) always pass the containers-only scope: the process table needs
+/// the host side of a container's birth (the runtime's exec on the host marks its setup
+/// work as the runtime's); user space drops them after the table has seen them.
 #[inline(always)]
 pub fn filtered(kind: EventType) -> bool {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
@@ -25,7 +28,7 @@ pub fn filtered(kind: EventType) -> bool {
         Some(v) if *v != 0 => {}
         _ => return true,
     }
-    if conf!(containers_only) != 0 {
+    if conf!(containers_only) != 0 && !matches!(kind.family(), Family::Process) {
         if task::mnt_ns_inum(task::current_task()) == conf!(host_mntns) {
             return true;
         }

@@ -14,20 +14,6 @@ use monitor_tests::live::{LiveContainer, Row, Shape, Verdict, build_helper, prin
 use monitor_tests::prom::free_port;
 use serde_json::Value;
 
-/// runc's own setup (runc:[1:CHILD]/runc:[2:INIT] mount, setns, unshare, setuid) is excluded
-/// by `proc.is_container_runtime`, which the process table does not yet deliver here, for two
-/// reasons outside the rules (see the detection report):
-/// 1. runc 1.1 re-executes a cloned copy of itself with execveat(fd, "", AT_EMPTY_PATH) of an
-///    unlinked file on a detached mount (exepath "/", not a memfd): the table recomputes the
-///    mark from the new exepath and drops it. Keeping the mark across an execveat in the host
-///    mount namespace by a marked process fixes it.
-/// 2. `--containers-only` (used here: the shared host's load makes the kernel drop events
-///    otherwise) filters the host-side exec of /usr/sbin/runc in the kernel, so the mark is
-///    never set. Runtime execs need to pass that filter.
-///
-/// With both fixed (checked by hand: fix 1 applied, no --containers-only) both containers
-/// raised zero runtime-setup alerts. Until then they are counted and printed, not failed on.
-const RUNTIME_MARK_LOST_AT_REEXEC: bool = true;
 
 /// Rules no trigger can reach on this host or with busybox, and why.
 const NOT_FIREABLE: &[(&str, &str)] = &[(
@@ -781,15 +767,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     let covered = rows.len();
     assert!(covered >= 57, "table covers {covered} of 57 rules");
     assert!(workload.is_empty(), "ordinary work raised alerts");
-    if !RUNTIME_MARK_LOST_AT_REEXEC {
-        assert!(runtime.is_empty(), "runtime setup raised alerts");
-        assert_eq!(
-            attack_runtime, 0,
-            "runtime setup raised alerts in the attack container"
-        );
-    } else if !runtime.is_empty() || attack_runtime > 0 {
-        eprintln!("KNOWN GAP: runtime-setup alerts remain (see RUNTIME_MARK_LOST_AT_REEXEC)");
-    }
+    // The runtime's own setup (runc init's unshare/setns/mount/setuid) is not the workload's:
+    // proc.is_container_runtime keeps it quiet, also across runc's fd re-exec of itself and
+    // under --containers-only (the kernel lets the host-side runtime exec through).
+    assert!(runtime.is_empty(), "runtime setup raised alerts");
+    assert_eq!(attack_runtime, 0, "runtime setup raised alerts in the attack container");
     drop(a);
     drop(b);
     let _ = std::fs::remove_dir_all(&work);

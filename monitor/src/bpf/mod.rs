@@ -335,6 +335,9 @@ impl Capture {
             wanted: (0..MAX_KIND_ID)
                 .map(|i| wanted.iter().any(|k| *k as u32 == i))
                 .collect(),
+            host_scope: opts.containers_only.then(|| {
+                (u64::from(config.host_mntns), cgroup2_root().map(|r| ino(&r)).unwrap_or(0))
+            }),
             queue_dropped: QUEUE_DROPPED.with_label_values(&["capture"]),
             last_drops: vec![0; MAX_KIND_ID as usize],
         };
@@ -500,6 +503,9 @@ struct Reader {
     tx: mpsc::Sender<Event>,
     /// By kind id: forward to the pipeline (an index, not a SipHash set lookup per event).
     wanted: Vec<bool>,
+    /// Containers-only mode: (host mount namespace, cgroup2 root id). The kernel lets the
+    /// process lifecycle of host processes through for the process table; they stop here.
+    host_scope: Option<(u64, u64)>,
     queue_dropped: prometheus::IntCounter,
     last_drops: Vec<u64>,
 }
@@ -580,6 +586,11 @@ impl Reader {
         for mut ev in batch.drain(..) {
             self.complete(&mut ev);
             if !self.wanted.get(ev.kind as usize).copied().unwrap_or(false) {
+                continue;
+            }
+            if let Some((host_mntns, root_cgroup)) = self.host_scope
+                && (ev.process.mntns == host_mntns || ev.cgroup_id == root_cgroup)
+            {
                 continue;
             }
             if self.tx.try_send(ev).is_err() {
