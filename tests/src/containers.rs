@@ -22,7 +22,8 @@ pub fn have(binary: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn run(cmd: &mut Command) -> Result<String> {
+/// Run a command to completion; its trimmed stdout, or an error with its stderr.
+pub fn run(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()

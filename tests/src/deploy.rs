@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use yaml_serde::Value;
 
-use crate::containers::{TempDir, busybox_rootfs, random_id};
+use crate::containers::{TempDir, busybox_rootfs, random_id, run};
 use crate::harness::{TestCgroup, monitor_bin, workspace_root};
 
 /// Global podman flags for this machine: crun fails on the hybrid cgroups here.
@@ -310,21 +310,6 @@ pub fn proc_security(pid: u32) -> Result<(u64, u32, u32)> {
         field("NoNewPrivs:")?.parse()?,
         field("Seccomp:")?.parse()?,
     ))
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("spawn {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 pub fn podman() -> Command {
