@@ -51,10 +51,10 @@ json.dump(c, open(p, "w"))
 PY
 (cd "$work/bundle" && runc run -d "$id" >/dev/null 2>&1 </dev/null)
 
-echo "== misbehaving inside it: a shell, an /etc/shadow read, a dropped binary run from /tmp, the metadata endpoint"
+echo "== misbehaving inside it: an /etc/shadow read, a dropped binary run from /tmp, netcat to the metadata endpoint"
 runc exec "$id" sh -c 'cat /etc/shadow >/dev/null' || true
-runc exec "$id" sh -c 'cp /bin/busybox /tmp/dropper && /tmp/dropper true' || true
-runc exec "$id" sh -c 'wget -q -T 1 -O- http://169.254.169.254/latest/meta-data/ >/dev/null 2>&1' || true
+runc exec "$id" sh -c 'cp /bin/busybox /tmp/ls && /tmp/ls / >/dev/null' || true
+runc exec "$id" sh -c 'nc -w 1 169.254.169.254 80 </dev/null >/dev/null 2>&1' || true
 sleep 1
 
 echo "== alerts (JSON, Falco-compatible; one line each)"
