@@ -629,6 +629,15 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
                 && v["container"]["id"] == cid.as_str()
                 && v["output"].as_str().is_some_and(|o| o.contains(c.marker))
         });
+        if hit.is_none() {
+            // Diagnostics for a miss: what this rule did say, and whether the daemon reported
+            // dropping events (its overload alert).
+            for v in mon.seen.iter().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+                if v["rule"] == c.rule || v["rule"].as_str().is_some_and(|r| r.contains("event drop")) {
+                    eprintln!("miss {:?}: seen {} | {}", c.label, v["container"]["id"], v["output"]);
+                }
+            }
+        }
         results.push((c.rule.to_string(), hit.map(|_| c.label.to_string())));
     }
 
