@@ -6,7 +6,7 @@
 //! there (Cilium, systemd's IP accounting); the programs always allow. The links live in the programs and go
 //! away with the `Ebpf` (no pinning): a crashed daemon leaves nothing attached.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aya::Ebpf;
 use aya::programs::{CgroupAttachMode, CgroupSockAddr};
@@ -36,44 +36,11 @@ pub fn hooks_for(kind: EventType) -> Option<Vec<(&'static str, String)>> {
     }
 }
 
-/// Mount point of the cgroup2 hierarchy in a mountinfo text (hybrid hosts mount it at
-/// /sys/fs/cgroup/unified, pure-v2 ones at /sys/fs/cgroup). Fields: id parent maj:min root
-/// mountpoint options... - fstype source superoptions; octal escapes (\040) in the mount point.
-pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|l| {
-        let (pre, post) = l.split_once(" - ")?;
-        if post.split_whitespace().next() != Some("cgroup2") {
-            return None;
-        }
-        let mp = pre.split_whitespace().nth(4)?;
-        Some(PathBuf::from(unescape_octal(mp)))
-    })
-}
-
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Load and attach every sock_addr program to the cgroup2 root; record each hook in
 /// `cov.attached` or, with the reason, in `cov.failed`. Never fatal: without them the
 /// sock_* kinds are reported uncovered.
 pub fn attach(ebpf: &mut Ebpf, cov: &mut Coverage) {
-    let root = std::fs::read_to_string("/proc/self/mountinfo")
-        .ok()
-        .and_then(|m| cgroup2_mount(&m));
+    let root = crate::container::cgroup::find_cgroup2_mount(Path::new("/proc/self/mountinfo")).ok();
     attach_at(ebpf, cov, root.as_deref());
 }
 
@@ -133,8 +100,12 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    /// The attach point comes from the one mountinfo parser (container::cgroup).
     #[test]
     fn finds_the_cgroup2_mount_in_hybrid_and_pure_layouts() {
+        use std::path::PathBuf;
+
+        use crate::container::cgroup::parse_cgroup2_mount as cgroup2_mount;
         let hybrid = "25 30 0:22 / /sys/fs/cgroup ro,nosuid shared:9 - tmpfs tmpfs ro,mode=755\n\
                       26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw\n\
                       27 25 0:24 / /sys/fs/cgroup/cpu rw shared:11 - cgroup cgroup rw,cpu\n";

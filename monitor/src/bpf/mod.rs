@@ -13,7 +13,7 @@ pub mod compat;
 
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -197,7 +197,7 @@ fn tp_field_offset(category: &str, name: &str, field: &str) -> Option<u32> {
     None
 }
 
-fn ino(path: &str) -> u64 {
+fn ino(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.ino()).unwrap_or(0)
 }
 
@@ -224,13 +224,9 @@ fn host_mntns() -> anyhow::Result<u32> {
     }
 }
 
-fn cgroup2_root() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (pre, post) = l.split_once(" - ")?;
-        (post.split_whitespace().next() == Some("cgroup2"))
-            .then(|| pre.split_whitespace().nth(4).map(str::to_string))?
-    })
+/// The cgroup2 mount point (the one mountinfo parser lives in container::cgroup).
+fn cgroup2_root() -> Option<PathBuf> {
+    crate::container::cgroup::find_cgroup2_mount(Path::new("/proc/self/mountinfo")).ok()
 }
 
 fn ring_size(bytes: u32) -> u32 {
