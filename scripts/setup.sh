@@ -12,19 +12,39 @@ export RUSTUP_AUTO_INSTALL=0
 log() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# retry N CMD...: run CMD up to N times, waiting 5, 10, 20 ... s between attempts. Every
+# download below goes through it: a fresh CI machine meets the odd network hiccup, and one
+# failed download must not turn the whole run red.
+retry() {
+  local n=$1 i=1 delay=5
+  shift
+  until "$@"; do
+    if [ "$i" -ge "$n" ]; then
+      return 1
+    fi
+    log "attempt $i of $n failed ($*); again in ${delay}s"
+    sleep "$delay"
+    i=$((i + 1))
+    delay=$((delay * 2))
+  done
+}
+
+# cargo retries its own downloads (crates.io) this many times.
+export CARGO_NET_RETRY=10
+
 [ "$(id -u)" = 0 ] || die "run as root: the monitor loads eBPF programs and set-up installs packages"
 
 install_toolchains() {
   command -v rustup >/dev/null || die "rustup is missing; this set-up expects the machine's rustup install"
   if ! rustup run "$STABLE_PIN" rustc --version >/dev/null 2>&1; then
     log "installing Rust $STABLE_PIN"
-    rustup toolchain install "$STABLE_PIN" --profile minimal --component clippy,rustfmt --no-self-update \
+    retry 4 rustup toolchain install "$STABLE_PIN" --profile minimal --component clippy,rustfmt --no-self-update \
       || die "could not install Rust $STABLE_PIN from rustup's distribution server"
   fi
   if ! rustup run "$NIGHTLY_PIN" rustc --version >/dev/null 2>&1 \
      || [ ! -d "$(rustup run "$NIGHTLY_PIN" rustc --print sysroot)/lib/rustlib/src/rust/library" ]; then
     log "installing $NIGHTLY_PIN with rust-src (eBPF build)"
-    rustup toolchain install "$NIGHTLY_PIN" --profile minimal --component rust-src --no-self-update \
+    retry 4 rustup toolchain install "$NIGHTLY_PIN" --profile minimal --component rust-src --no-self-update \
       || die "could not install $NIGHTLY_PIN from rustup's distribution server"
   fi
 }
@@ -44,7 +64,7 @@ install_bpf_linker() {
   mkdir -p "$pfx/lib"
   ln -s "$(ls "$nl"/libLLVM.so.* | head -1)" "$pfx/lib/libLLVM.so"
   LLVM_PREFIX="$pfx" RUSTFLAGS="-C link-arg=-Wl,-rpath,$nl" \
-    cargo +"$STABLE_PIN" install bpf-linker --version "$BPF_LINKER_VERSION" --locked --force \
+    retry 3 cargo +"$STABLE_PIN" install bpf-linker --version "$BPF_LINKER_VERSION" --locked --force \
     || die "bpf-linker build failed"
   echo "$want" > "$stamp"
   rm -rf "$pfx"
@@ -59,8 +79,12 @@ install_packages() {
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq || die "apt-get update failed"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install failed"
+    # A fresh machine may still run its own apt (unattended upgrades at boot): wait for the
+    # dpkg lock instead of failing on it, and retry the downloads.
+    local apt=(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
+    retry 4 "${apt[@]}" update -qq || die "apt-get update failed"
+    retry 4 "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+      || die "apt-get install failed"
   fi
   # Debian's prometheus package starts a server on :9090 we do not want running.
   systemctl disable --now prometheus >/dev/null 2>&1 || true
@@ -72,8 +96,11 @@ TOOLS_VENV=/opt/monitor-tools/venv
 install_python_tools() {
   if [ ! -x "$TOOLS_VENV/bin/kubernetes-validate" ]; then
     log "installing kubernetes-validate into $TOOLS_VENV"
+    # A half-made venv from an interrupted run is made again from scratch.
+    rm -rf "$TOOLS_VENV"
     python3 -m venv "$TOOLS_VENV" || die "python3 -m venv failed"
-    "$TOOLS_VENV/bin/pip" install -q kubernetes-validate || die "pip install kubernetes-validate failed"
+    retry 4 "$TOOLS_VENV/bin/pip" install -q --retries 5 --timeout 60 kubernetes-validate \
+      || die "pip install kubernetes-validate failed"
   fi
 }
 

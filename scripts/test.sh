@@ -9,6 +9,20 @@ bash scripts/setup.sh
 export RUSTUP_TOOLCHAIN=1.99.1
 export CARGO_TERM_COLOR=never
 export KUBERNETES_VALIDATE=/opt/monitor-tools/venv/bin/kubernetes-validate
+# crates.io downloads: cargo retries each one itself, and the fetch below is retried whole.
+export CARGO_NET_RETRY=10
+
+echo "== fetch dependencies"
+for attempt in 1 2 3 4; do
+  if cargo fetch --locked; then
+    break
+  fi
+  if [ "$attempt" = 4 ]; then
+    echo "cargo fetch failed $attempt times" >&2
+    exit 1
+  fi
+  sleep $((attempt * 10))
+done
 
 echo "== build"
 cargo build --workspace --exclude monitor-ebpf --locked

@@ -107,6 +107,7 @@ event_types! {
     Listen = 155 => "listen", Network;
     Sendto = 156 => "sendto", Network;
     Sendmsg = 157 => "sendmsg", Network;
+    Sendmmsg = 158 => "sendmmsg", Network;
 
     // security-sensitive: 250..=349
     Setuid = 250 => "setuid", Security;

@@ -48,6 +48,6 @@ mod tests {
 
     #[test]
     fn record_bounds() {
-        assert_eq!(STRINGS_OFFSET, 104 + 264);
+        assert_eq!(STRINGS_OFFSET, 120 + 264);
     }
 }

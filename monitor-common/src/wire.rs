@@ -5,7 +5,7 @@
 use core::mem::size_of;
 
 /// Bumped whenever any layout in this module changes; the decoder rejects other versions.
-pub const WIRE_VERSION: u16 = 2;
+pub const WIRE_VERSION: u16 = 3;
 
 /// Length of `comm` as the kernel keeps it (TASK_COMM_LEN).
 pub const COMM_LEN: usize = 16;
@@ -63,9 +63,17 @@ pub struct EventHeader {
     /// Syscall return value, as is.
     pub ret: i64,
     pub comm: [u8; COMM_LEN],
+    /// Thread id and thread-group id in the task's own pid namespace (Falco's `thread.vtid`,
+    /// `proc.vpid`); 0 when the kernel objects could not be read.
+    pub vtid: u32,
+    pub vpid: u32,
+    /// Session id as the initial pid namespace numbers it (the host pid of the session
+    /// leader, so user space can look the leader up), 0 when unknown.
+    pub sid: u32,
+    pub _pad0: u32,
 }
 
-const _: () = assert!(size_of::<EventHeader>() == 104);
+const _: () = assert!(size_of::<EventHeader>() == 120);
 
 /// What the kernel knew about a socket (from `struct sock_common`), network byte order for
 /// addresses, host order for ports.
@@ -101,7 +109,8 @@ pub struct Payload {
     pub sockaddr_len: u16,
     pub _pad: u32,
     pub sock: SockInfo,
-    /// The caller's `struct sockaddr`, copied at syscall entry (connect, bind).
+    /// The caller's `struct sockaddr`, copied at syscall entry (connect, bind; sendto's
+    /// `addr`, sendmsg's `msg_name`, sendmmsg's first `msg_name`).
     pub sockaddr: [u8; SOCKADDR_CAP],
 }
 
@@ -148,15 +157,37 @@ pub mod slot {
 }
 
 /// `aux` slots per kind.
-/// - exec: aux[0] tty (new_encode_dev), aux[1] stdio fd kinds (3 bytes), aux[2] argv full length.
+/// - exec: aux[0] tty (new_encode_dev), aux[1] stdio fd kinds (3 bytes), aux[2] argv full length;
+///   the executable inode's times in `args` (see [`exec_args`]).
 /// - clone family: aux[0] child tid, aux[1] clone flags (clone3: read from clone_args),
 ///   aux[2] child tgid (0 when unknown).
-/// - procexit: aux[0] task exit_code (status as wait(2) reports it).
+/// - procexit (at the process' last thread's exit, with `flags::GROUP_DEAD`; per-thread exits,
+///   when enabled, come without it): aux[0] task exit_code (status as wait(2) reports it).
 /// - openat2: aux[0] open_how.flags, aux[1] open_how.mode, aux[2] open_how.resolve.
 /// - dup family: aux[0] FdKind of oldfd.
 /// - capset: aux[0..3] requested effective, permitted, inheritable sets.
 /// - io_uring_submit: aux[0] opcode, aux[1] request flags; S1 the opcode's name.
+/// - sendto/sendmsg/sendmmsg: see [`send_args`]; `sock` is the fd's socket at exit (local end,
+///   and the kernel's peer when connected), `sockaddr` the caller's destination when given.
 pub mod aux {}
+
+/// `args` slots of a successful exec (sched_process_exec has no syscall arguments to carry):
+/// the times of `mm->exe_file->f_inode` in ns since the Unix epoch (0 when unreadable).
+pub mod exec_args {
+    pub const EXE_CTIME_NS: usize = 0;
+    pub const EXE_MTIME_NS: usize = 1;
+}
+
+/// `args` slots of sendmsg and sendmmsg that the kernel side fills itself (the syscalls take
+/// 3 and 4 arguments; the message header they point at is user memory, read once at entry).
+pub mod send_args {
+    /// Bytes in the (first) message's iovecs: the sum over the first [`MAX_IOV`] iovecs.
+    pub const SIZE: usize = 4;
+    /// `msg_iovlen` of the (first) message; above [`MAX_IOV`] the size is a lower bound.
+    pub const IOVLEN: usize = 5;
+    /// iovecs summed into [`SIZE`] (a bounded loop; datagrams rarely carry more).
+    pub const MAX_IOV: u64 = 8;
+}
 
 /// Payload flag bits.
 pub mod flags {
@@ -168,7 +199,7 @@ pub mod flags {
     pub const PATH_TRUNCATED: u8 = 1 << 2;
     /// The exec'd file's inode lives on an overlayfs upper layer.
     pub const EXE_UPPER: u8 = 1 << 3;
-    /// The task is a thread-group leader exiting (procexit of the whole process).
+    /// procexit: the exiting thread was the process' last (the process is gone).
     pub const GROUP_DEAD: u8 = 1 << 4;
 }
 
@@ -295,7 +326,19 @@ pub struct Offsets {
     pub tp_uring_opcode: u32,
     pub tp_uring_flags: u32,
     pub tp_uring_op_str: u32,
-    pub _pad2: u32,
+    /// Offset of `group_dead` in the sched_process_exit record (from tracefs format; recent
+    /// kernels only); 0 when absent: the thread-group leader's exit then stands for the process'.
+    pub tp_exit_group_dead: u32,
+    /// `upid.nr`; `signal_struct.pids` (0 when the kernel predates it: then no session id).
+    pub upid_nr: u32,
+    pub signal_pids: u32,
+    /// Executable inode times: seconds (time64_t) and nanoseconds (read as u32) of ctime and
+    /// mtime, wherever this kernel keeps them (6.11+: `i_ctime_sec`/`i_ctime_nsec`; 6.6-6.10:
+    /// `__i_ctime` timespec64; older: `i_ctime`). 0 for the seconds offset: not found.
+    pub inode_ctime_sec: u32,
+    pub inode_ctime_nsec: u32,
+    pub inode_mtime_sec: u32,
+    pub inode_mtime_nsec: u32,
 }
 
 /// Run-time switches, a read-only global.

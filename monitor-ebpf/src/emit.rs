@@ -29,7 +29,7 @@ pub fn filtered(kind: EventType) -> bool {
         _ => return true,
     }
     if conf!(containers_only) != 0 && !matches!(kind.family(), Family::Process) {
-        if task::mnt_ns_inum(task::current_task()) == conf!(host_mntns) {
+        if task::mnt_ns_inum(task::current_task_btf()) == conf!(host_mntns) {
             return true;
         }
         let cg = unsafe { bpf_get_current_cgroup_id() };

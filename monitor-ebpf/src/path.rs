@@ -26,10 +26,54 @@ pub struct WalkCtx {
     vfsmnt: u64,
     dentry: u64,
     mnt: u64,
+    /// Root dentry of the current mount, read once per mount rather than once per name.
+    mnt_root: u64,
     root_mnt: u64,
     root_dentry: u64,
     pos: u64,
     truncated: u64,
+}
+
+/// `dentry.d_parent` followed by `dentry.d_name` (a qstr: hash, len, name pointer), as every
+/// kernel since 2.6 lays them out: one read per component instead of three. Each helper call
+/// costs ~15 ns here, and they dominate the walk.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DentryHead {
+    parent: u64,
+    hash: u32,
+    len: u32,
+    name: u64,
+}
+
+/// True when this kernel's offsets match `DentryHead` (checked against BTF-derived constants,
+/// so the verifier drops the untaken branch).
+#[inline(always)]
+fn dentry_head_packed() -> bool {
+    off!(dentry_d_name) == off!(dentry_d_parent) + 8 && off!(qstr_len) == 4 && off!(qstr_name) == 8
+}
+
+#[inline(always)]
+fn dentry_head(dentry: u64) -> DentryHead {
+    if dentry_head_packed() {
+        return rk(dentry + off!(dentry_d_parent));
+    }
+    DentryHead {
+        parent: rk(dentry + off!(dentry_d_parent)),
+        hash: 0,
+        len: rk(dentry + off!(dentry_d_name) + off!(qstr_len)),
+        name: rk(dentry + off!(dentry_d_name) + off!(qstr_name)),
+    }
+}
+
+/// A `struct path` (vfsmount, dentry) at `addr`, in one read when the layout allows.
+#[inline(always)]
+fn read_path(addr: u64) -> (u64, u64) {
+    if off!(path_dentry) == off!(path_mnt) + 8 {
+        let p: [u64; 2] = rk(addr + off!(path_mnt));
+        return (p[0], p[1]);
+    }
+    (rk(addr + off!(path_mnt)), rk(addr + off!(path_dentry)))
 }
 
 /// One step of the walk. A bpf_loop callback rather than an inline loop: the verifier checks
@@ -49,9 +93,7 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         c.truncated = 0;
         return 1;
     }
-    let mnt_root: u64 = rk(c.vfsmnt + off!(vfsmount_mnt_root));
-    let parent: u64 = rk(c.dentry + off!(dentry_d_parent));
-    if c.dentry == mnt_root {
+    if c.dentry == c.mnt_root {
         let mnt_parent: u64 = rk(c.mnt + off!(mount_mnt_parent));
         if mnt_parent == c.mnt || mnt_parent == 0 {
             // The global root: the task's root is elsewhere (or we are it).
@@ -61,14 +103,14 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut core::ffi::c_void) -> i64 {
         c.dentry = rk(c.mnt + off!(mount_mnt_mountpoint));
         c.mnt = mnt_parent;
         c.vfsmnt = mnt_parent + off!(mount_mnt);
+        c.mnt_root = rk(c.vfsmnt + off!(vfsmount_mnt_root));
         return 0;
     }
-    let name: u64 = rk(c.dentry + off!(dentry_d_name) + off!(qstr_name));
-    let len: u32 = rk(c.dentry + off!(dentry_d_name) + off!(qstr_len));
-    let len = (len & NAME_MASK) as u64;
-    let first: u8 = rk(name);
+    let head = dentry_head(c.dentry);
+    let (parent, name) = (head.parent, head.name);
+    let len = (head.len & NAME_MASK) as u64;
     // "/" is the name of an anonymous root (d_alloc_anon), as nsfs files have.
-    if len == 0 || (len == 1 && first == b'/') {
+    if len == 0 || (len == 1 && rk::<u8>(name) == b'/') {
         // Pseudo filesystems (nsfs, pipefs, sockfs) name their files through d_dname, not
         // d_name: nothing to add; the fd kind says what it is.
         c.truncated = 0;
@@ -109,6 +151,7 @@ pub fn walk(vfsmnt: u64, dentry: u64, root_mnt: u64, root_dentry: u64) -> Option
     c.vfsmnt = vfsmnt;
     c.dentry = dentry;
     c.mnt = vfsmnt - off!(mount_mnt);
+    c.mnt_root = rk(vfsmnt + off!(vfsmount_mnt_root));
     c.root_mnt = root_mnt;
     c.root_dentry = root_dentry;
     c.pos = PATHBUF_HALF as u64;
@@ -139,20 +182,9 @@ pub fn walk(vfsmnt: u64, dentry: u64, root_mnt: u64, root_dentry: u64) -> Option
 /// Walk a `struct path *` (address of the embedded struct) from the task's root.
 #[inline(always)]
 pub fn walk_path(path: u64, task: u64) -> Option<Walked> {
-    let mnt: u64 = rk(path + off!(path_mnt));
-    let dentry: u64 = rk(path + off!(path_dentry));
+    let (mnt, dentry) = read_path(path);
     let fs: u64 = rk(task + off!(task_fs));
-    let root = fs + off!(fs_root);
-    let root_mnt: u64 = if fs == 0 {
-        0
-    } else {
-        rk(root + off!(path_mnt))
-    };
-    let root_dentry: u64 = if fs == 0 {
-        0
-    } else {
-        rk(root + off!(path_dentry))
-    };
+    let (root_mnt, root_dentry) = if fs == 0 { (0, 0) } else { read_path(fs + off!(fs_root)) };
     walk(mnt, dentry, root_mnt, root_dentry)
 }
 

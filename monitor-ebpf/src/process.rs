@@ -7,7 +7,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{EventType, flags, slot};
+use monitor_common::{EventType, exec_args, flags, slot};
 
 use crate::{
     PENDING,
@@ -61,8 +61,18 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     if exe != 0 && w.kernel_path(slot::EXE, exe + off!(file_f_path), t) {
         unsafe { (*w.payload()).flags |= flags::KPATH_OK };
     }
-    if exe != 0 && task::on_overlay_upper(rk(exe + off!(file_f_inode))) {
+    let exe_inode: u64 = if exe != 0 {
+        rk(exe + off!(file_f_inode))
+    } else {
+        0
+    };
+    if task::on_overlay_upper(exe_inode) {
         unsafe { (*w.payload()).flags |= flags::EXE_UPPER };
+    }
+    let (ctime, mtime) = task::inode_times_ns(exe_inode);
+    unsafe {
+        (*w.payload()).args[exec_args::EXE_CTIME_NS] = ctime;
+        (*w.payload()).args[exec_args::EXE_MTIME_NS] = mtime;
     }
     let arg_start: u64 = rk(mm + off!(mm_arg_start));
     let arg_end: u64 = rk(mm + off!(mm_arg_end));
@@ -141,15 +151,32 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// sched:sched_process_exit(comm, pid, prio, group_dead), kernel >= 2.6.32. Reported once per
-/// process (when the thread-group leader exits), with `task->exit_code` as wait(2) sees it.
+/// Report every thread's exit (Falco's procexit is per thread), not only the process' last.
+/// Off because user space is not ready for it: the process table (monitor/src/proctable.rs)
+/// takes any procexit for the end of its process and drops the entry, so a Go runtime's or a
+/// thread pool's thread exits would strip ancestry and exepath from the process' later events
+/// (the live rules test then raises alerts on benign work). Turn on once the table removes
+/// entries only on `args.group_dead == 1`.
+const REPORT_THREAD_EXITS: bool = false;
+
+/// sched:sched_process_exit(comm, pid, prio[, group_dead]), kernel >= 2.6.32 (group_dead
+/// only on recent kernels; 6.18 has it). A procexit when a process ends: at the exit of its
+/// last thread, which is not always the leader (a leader that called pthread_exit waits for
+/// the others as a zombie), so the header names that thread (tid) and the process (tgid), and
+/// ret is `task->exit_code` as wait(2) sees it (the group's status for exit_group). GROUP_DEAD
+/// is set on it; thread exits (see `REPORT_THREAD_EXITS`) would come without. Without the
+/// group_dead field (older kernels) the leader's exit stands for the process'.
 #[tracepoint]
-pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if (pid_tgid >> 32) as u32 != pid_tgid as u32 {
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    if filtered(EventType::ProcExit) {
         return 0;
     }
-    if filtered(EventType::ProcExit) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let group_dead = match off!(tp_exit_group_dead) {
+        0 => (pid_tgid >> 32) as u32 == pid_tgid as u32,
+        at => unsafe { ctx.read_at::<u8>(at as usize) }.unwrap_or(0) != 0,
+    };
+    if !group_dead && !REPORT_THREAD_EXITS {
         return 0;
     }
     let t = task::current_task();
@@ -158,7 +185,9 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     task::fill_header(w.header(), EventType::ProcExit as u16, code as i64);
     unsafe {
         (*w.payload()).aux[0] = code as u32 as u64;
-        (*w.payload()).flags |= flags::GROUP_DEAD;
+        if group_dead {
+            (*w.payload()).flags |= flags::GROUP_DEAD;
+        }
     }
     w.submit(EventType::ProcExit);
     0

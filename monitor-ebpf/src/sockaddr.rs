@@ -8,7 +8,11 @@
 //! reported again here: `sock_connect` is what the syscall path did not show. So io_uring and
 //! compat connects, TCP Fast Open sendto, and a connect whose sockaddr was swapped after the
 //! tracepoint copied it (a TOCTOU race) all appear, and rules written as
-//! `evt.type in (connect, sock_connect)` see each connect once.
+//! `evt.type in (connect, sock_connect)` see each connect once. Sends follow the same rule: a
+//! datagram whose sendto/sendmsg/sendmmsg event names this destination is not reported again
+//! as `sock_sendmsg` (nor counted in its repeats), so `evt.type in (sendto, sendmsg, sendmmsg,
+//! sock_sendmsg)` sees each destination through one path. The hook only runs for sends that
+//! name a destination (an unconnected UDP socket); connected sends never reach it.
 //!
 //! They never deny: every path returns 1 (allow). They run in the calling task's context, so
 //! the header is filled exactly as for the tracepoint programs (the verifier gives this program
@@ -95,7 +99,7 @@ fn emit(ctx: &SockAddrContext, kind: EventType, family: u16) {
             core::ptr::read_volatile(&raw const (*sa).protocol) as u64,
         )
     };
-    if matches!(kind, EventType::SockConnect) && reported_by_connect_syscall(family, port, &addr) {
+    if reported_by_syscall(kind, family, port, &addr) {
         return;
     }
     let repeats = if matches!(kind, EventType::SockSendmsg) {
@@ -211,17 +215,28 @@ fn sendmsg_window(family: u16, port: u16, addr: &[u8; 16]) -> Option<u64> {
     Some(0)
 }
 
-/// True when this thread is inside a connect(2) whose sys_enter (kind enabled, not filtered)
-/// saved a sockaddr with this family, port and address: its `connect` event will carry the
-/// same destination, with the result. Any difference (or no such entry) means the syscall
-/// path does not show this connect.
+/// True when this thread is inside a syscall of the matching kind (connect(2) for
+/// sock_connect; sendto, sendmsg or sendmmsg for sock_sendmsg) whose sys_enter (kind enabled,
+/// not filtered, the send selected) saved a sockaddr with this family, port and address: its
+/// event will carry the same destination, with the result. Any difference (or no such entry)
+/// means the syscall path does not show this destination: io_uring, compat, a swapped
+/// sockaddr, or sendmmsg's messages after the first.
 #[inline(always)]
-fn reported_by_connect_syscall(family: u16, port: u16, addr: &[u8; 16]) -> bool {
+fn reported_by_syscall(kind: EventType, family: u16, port: u16, addr: &[u8; 16]) -> bool {
     let tid = bpf_get_current_pid_tgid() as u32;
     let Some(p) = (unsafe { PENDING.get(&tid) }) else {
         return false;
     };
-    if p.kind != EventType::Connect as u16 {
+    let same_path = match kind {
+        EventType::SockConnect => p.kind == EventType::Connect as u16,
+        EventType::SockSendmsg => {
+            p.kind == EventType::Sendto as u16
+                || p.kind == EventType::Sendmsg as u16
+                || p.kind == EventType::Sendmmsg as u16
+        }
+        _ => false,
+    };
+    if !same_path {
         return false;
     }
     // An IPv4-mapped destination is always reported here: the connect event shows the

@@ -1,6 +1,6 @@
 //! Per-syscall tracepoint pairs (syscalls:sys_enter_X / sys_exit_X, kernel >= 2.6.37 with
-//! FTRACE_SYSCALLS). Entry saves the arguments (and connect/bind's sockaddr, which the caller
-//! could change later) in PENDING; exit builds the record, resolving paths from the kernel's own
+//! FTRACE_SYSCALLS). Entry saves the arguments (and the sockaddr of connect, bind and the
+//! sends, which the caller could change later) in PENDING; exit builds the record, resolving paths from the kernel's own
 //! objects where it can: the returned or passed fd's struct file, the dirfd or cwd a relative
 //! user path is resolved against.
 //!
@@ -12,7 +12,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{EventType, SOCKADDR_CAP, flags, slot};
+use monitor_common::{EventType, SOCKADDR_CAP, flags, send_args, slot};
 
 use crate::{
     PENDING, PENDING_SCRATCH,
@@ -25,6 +25,7 @@ const AT_FDCWD: i64 = -100;
 
 #[inline(always)]
 fn enter(ctx: &TracePointContext, kind: EventType) {
+    use EventType::*;
     if filtered(kind) {
         return;
     }
@@ -32,23 +33,44 @@ fn enter(ctx: &TracePointContext, kind: EventType) {
     let Some(p) = PENDING_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let args: [u64; 6] = unsafe { ctx.read_at::<[u64; 6]>(16) }.unwrap_or([0; 6]);
+    let mut args: [u64; 6] = unsafe { ctx.read_at::<[u64; 6]>(16) }.unwrap_or([0; 6]);
+    // Where the caller's sockaddr is, and its length: copied now, as the caller could change
+    // it while the call runs.
+    let (sa_ptr, sa_len) = match kind {
+        Connect | Bind => (args[1], args[2]),
+        Sendto => (args[4], args[5]),
+        Sendmsg | Sendmmsg => {
+            // struct user_msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov;
+            // size_t msg_iovlen; ... }; sendmmsg's first struct mmsghdr starts with one.
+            let hdr: [u64; 4] =
+                unsafe { bpf_probe_read_user(args[1] as *const [u64; 4]) }.unwrap_or([0; 4]);
+            args[send_args::SIZE] = iov_size(hdr[2], hdr[3]);
+            args[send_args::IOVLEN] = hdr[3];
+            (hdr[0], hdr[1] as u32 as u64)
+        }
+        _ => (0, 0),
+    };
+    if matches!(kind, Sendto | Sendmsg | Sendmmsg)
+        && !send_wanted(args[0] as i32 as i64, sa_ptr != 0 && sa_len != 0)
+    {
+        return;
+    }
     unsafe {
         (*p).kind = kind as u16;
         (*p).args = args;
         (*p).sockaddr_len = 0;
-        if matches!(kind, EventType::Connect | EventType::Bind) {
-            let n = if args[2] > (SOCKADDR_CAP as u64 - 1) {
+        if sa_ptr != 0 {
+            let n = if sa_len > (SOCKADDR_CAP as u64 - 1) {
                 SOCKADDR_CAP as u64 - 1
             } else {
-                args[2]
+                sa_len
             };
             let n = (n as u32) & (SOCKADDR_CAP as u32 - 1);
             if n > 0
                 && generated::bpf_probe_read_user(
                     (*p).sockaddr.as_mut_ptr().cast(),
                     n,
-                    args[1] as *const _,
+                    sa_ptr as *const _,
                 ) == 0
             {
                 (*p).sockaddr_len = n as u16;
@@ -56,6 +78,50 @@ fn enter(ctx: &TracePointContext, kind: EventType) {
         }
         let _ = PENDING.insert(&tid, &*p, 0);
     }
+}
+
+const AF_UNIX: u16 = 1;
+const AF_NETLINK: u16 = 16;
+const SOCK_STREAM: u16 = 1;
+
+/// Which sends are reported (decided at entry, before anything is saved). send(2) is
+/// sendto(2) without an address, so every TCP write through send() would pass here: a stream
+/// socket's destination was reported at connect/accept, and one event per TCP send would cost
+/// more than the send itself. Reported:
+/// - datagram, raw and seqpacket sockets of every family but netlink and unix: UDP, ICMP, raw
+///   IP, AF_PACKET (each datagram can go somewhere new);
+/// - any send that names a destination (TCP Fast Open, unix datagrams to a named socket);
+/// - sends on an fd that is not a socket (they fail; the failure is the news).
+///
+/// Left out: sends without an address on connected unix sockets (logging, D-Bus: their peer
+/// was reported at connect) and netlink (the kernel's configuration channel, used by every
+/// network tool and resolver; `socket(AF_NETLINK)` is reported).
+#[inline(always)]
+fn send_wanted(fd: i64, has_addr: bool) -> bool {
+    let (family, ty) = task::sock_family_type(task::fd_file(task::current_task(), fd));
+    match family {
+        AF_NETLINK => false,
+        AF_UNIX => has_addr,
+        0 => true,
+        _ => has_addr || ty != SOCK_STREAM,
+    }
+}
+
+/// Bytes in the first `send_args::MAX_IOV` iovecs of `iov[..n]` (struct iovec { void *base;
+/// size_t len; }). A constant-bound loop: the verifier walks it once per iteration.
+#[inline(always)]
+fn iov_size(iov: u64, n: u64) -> u64 {
+    let mut total = 0u64;
+    let mut i = 0u64;
+    while i < send_args::MAX_IOV {
+        if i >= n {
+            break;
+        }
+        let len: u64 = unsafe { bpf_probe_read_user((iov + i * 16 + 8) as *const u64) }.unwrap_or(0);
+        total = total.wrapping_add(len);
+        i += 1;
+    }
+    total
 }
 
 /// Which arguments are the user path, its dirfd, and the second path.
@@ -97,12 +163,10 @@ fn fd_object(w: &mut Writer, t: u64, fd: i64) {
     if f == 0 {
         return;
     }
-    let k = task::file_kind(f);
-    unsafe { (*w.payload()).fd_kind = k };
+    unsafe { (*w.payload()).fd_kind = task::file_kind_and_sock(f, &mut (*w.payload()).sock) };
     if w.kernel_path(slot::KPATH, f + off!(file_f_path), t) {
         unsafe { (*w.payload()).flags |= flags::KPATH_OK };
     }
-    unsafe { task::sock_info(f, &mut (*w.payload()).sock) };
 }
 
 #[inline(always)]
@@ -206,16 +270,14 @@ fn exit(ctx: &TracePointContext, kind: EventType) {
             if ret >= 0 {
                 let f = task::fd_file(t, ret);
                 unsafe {
-                    (*w.payload()).fd_kind = task::file_kind(f);
-                    task::sock_info(f, &mut (*w.payload()).sock);
+                    (*w.payload()).fd_kind = task::file_kind_and_sock(f, &mut (*w.payload()).sock);
                 }
             }
         }
-        Connect | Bind | Listen => {
+        Connect | Bind | Listen | Sendto | Sendmsg | Sendmmsg => {
             let f = task::fd_file(t, args[0] as i32 as i64);
             unsafe {
-                (*w.payload()).fd_kind = task::file_kind(f);
-                task::sock_info(f, &mut (*w.payload()).sock);
+                (*w.payload()).fd_kind = task::file_kind_and_sock(f, &mut (*w.payload()).sock);
             }
         }
         Mount => {
@@ -299,6 +361,9 @@ hooks! {
     Accept4: sys_enter_accept4, sys_exit_accept4;
     Bind: sys_enter_bind, sys_exit_bind;
     Listen: sys_enter_listen, sys_exit_listen;
+    Sendto: sys_enter_sendto, sys_exit_sendto;
+    Sendmsg: sys_enter_sendmsg, sys_exit_sendmsg;
+    Sendmmsg: sys_enter_sendmmsg, sys_exit_sendmmsg;
     Setuid: sys_enter_setuid, sys_exit_setuid;
     Setgid: sys_enter_setgid, sys_exit_setgid;
     Setreuid: sys_enter_setreuid, sys_exit_setreuid;

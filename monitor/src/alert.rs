@@ -252,6 +252,55 @@ fn cmdline(comm: &str, args: &[String]) -> String {
 }
 
 impl Alert {
+    /// Heap and inline bytes this alert holds, roughly (strings by length, map and vector
+    /// slots by a fixed cost). The sinks bound their queues by it: an alert's size follows
+    /// untrusted data (command lines, paths), from under a kilobyte to over a hundred.
+    pub fn approx_bytes(&self) -> u64 {
+        fn value_bytes(v: &Value) -> usize {
+            match v {
+                Value::String(s) => s.len() + 24,
+                Value::Array(a) => a.iter().map(value_bytes).sum::<usize>() + 24,
+                Value::Object(o) => o.iter().map(|(k, v)| k.len() + value_bytes(v) + 48).sum::<usize>() + 24,
+                _ => 16,
+            }
+        }
+        let strings = self.time.len()
+            + self.rule.len()
+            + self.output.len()
+            + self.hostname.len()
+            + self.source.len()
+            + self.exec_id.len()
+            + self.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+            + self.mitre.iter().map(|t| t.len() + 24).sum::<usize>()
+            + self.container.id.len()
+            + self.container.name.len()
+            + self.container.image.len()
+            + self.container.runtime.len()
+            + self.k8s.as_ref().map_or(0, |k| {
+                k.namespace.len() + k.pod.len() + k.pod_uid.len() + k.container.len()
+            })
+            + self.process.exepath.len()
+            + self.process.cmdline.len()
+            + self
+                .process
+                .ancestors
+                .iter()
+                .map(|a| a.exepath.len() + a.cmdline.len() + 56)
+                .sum::<usize>()
+            + self
+                .suppressed
+                .as_ref()
+                .map_or(0, |s| s.first_seen.len() + s.last_seen.len() + 56);
+        let fields: usize = self
+            .output_fields
+            .iter()
+            .map(|(k, v)| k.len() + 24 + value_bytes(v) + 48)
+            .sum();
+        (std::mem::size_of::<Alert>() + strings + fields) as u64
+    }
+}
+
+impl Alert {
     /// Build an alert for a rule match on `ev`. Nothing is redacted or counted here: the caller
     /// runs [`Redactor::redact`] and [`NoiseControl::admit`] before the sinks.
     pub fn new(
@@ -288,7 +337,7 @@ impl Alert {
             }),
             process: AlertProcess {
                 pid: p.pid,
-                exepath: p.exepath.clone(),
+                exepath: p.exepath.to_string(),
                 cmdline: cmdline(&p.comm, &p.args),
                 uid: p.uid,
                 ancestors: p
@@ -302,7 +351,7 @@ impl Alert {
                     .collect(),
             },
             mitre: mitre_ids(tags),
-            exec_id: p.exec_id.clone(),
+            exec_id: p.exec_id.to_string(),
             metadata_incomplete: c.id != HOST_CONTAINER_ID && !c.metadata_complete,
             suppressed: None,
         }
@@ -312,7 +361,13 @@ impl Alert {
     /// event's time of day and the priority, and `evt.time` among the output fields. The one
     /// constructor for matches, shared by the daemon and replay.
     pub fn from_match(m: crate::rules::Match, ev: &Event, hostname: &str) -> Alert {
-        let crate::rules::Match { rule, priority, tags, output, mut output_fields } = m;
+        let crate::rules::Match {
+            rule,
+            priority,
+            tags,
+            output,
+            mut output_fields,
+        } = m;
         let output = format!("{}: {} {}", crate::time::clock(ev.ts, true), priority.as_str(), output);
         output_fields.insert("evt.time".to_string(), Value::from(ev.ts));
         Alert::new(&rule, priority, &tags, output, output_fields, ev, hostname)
@@ -579,7 +634,8 @@ pub struct RateLimitConfig {
     #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
     /// Bound on tracked (rule, container) keys; beyond it keys share one overflow bucket.
-    pub max_keys: usize,
+    /// Unset: derived from `memory.budget_bytes` (at most [`DEFAULT_MAX_KEYS`]).
+    pub max_keys: Option<usize>,
 }
 
 impl Default for RateLimitConfig {
@@ -590,8 +646,17 @@ impl Default for RateLimitConfig {
             refill_per_second: 0.2,
             summary_window: Duration::from_secs(60),
             dedup_window: Duration::from_secs(10),
-            max_keys: 10_000,
+            max_keys: None,
         }
+    }
+}
+
+/// `rate_limit.max_keys` when neither the config nor the memory plan sets it.
+pub const DEFAULT_MAX_KEYS: usize = 10_000;
+
+impl RateLimitConfig {
+    pub fn max_keys(&self) -> usize {
+        self.max_keys.unwrap_or(DEFAULT_MAX_KEYS).max(1)
     }
 }
 
@@ -709,7 +774,7 @@ impl NoiseControl {
             .is_some_and(|t| now.saturating_duration_since(*t) < w);
         if !dup {
             // Bound memory as the bucket map: forget the oldest when full.
-            if self.recent.len() >= self.cfg.max_keys.max(1)
+            if self.recent.len() >= self.cfg.max_keys()
                 && let Some((old, t)) = self.recent_order.pop_front()
                 && self.recent.get(&old) == Some(&t)
             {
@@ -723,7 +788,7 @@ impl NoiseControl {
 
     fn key_for(&mut self, alert: &Alert, now: Instant) -> (String, String) {
         let key = (alert.rule.clone(), alert.container.id.clone());
-        if self.buckets.contains_key(&key) || self.buckets.len() < self.cfg.max_keys {
+        if self.buckets.contains_key(&key) || self.buckets.len() < self.cfg.max_keys() {
             return key;
         }
         // Forget idle keys: full bucket (after refill) and nothing pending.
@@ -732,7 +797,7 @@ impl NoiseControl {
             let refilled = b.tokens + now.saturating_duration_since(b.refilled).as_secs_f64() * rate;
             b.suppressed > 0 || refilled < burst
         });
-        if self.buckets.len() < self.cfg.max_keys {
+        if self.buckets.len() < self.cfg.max_keys() {
             key
         } else {
             (alert.rule.clone(), OVERFLOW_KEY.to_string())
@@ -870,16 +935,17 @@ mod tests {
         ev.process.pid = 42;
         ev.process.comm = "bash".into();
         ev.process.exepath = "/usr/bin/bash".into();
-        ev.process.args = vec!["-c".into(), "curl -H 'Authorization: Bearer abcdefghijkl' x".into()];
+        ev.process.args = vec!["-c".into(), "curl -H 'Authorization: Bearer abcdefghijkl' x".into()].into();
         ev.process.exec_id = "boot-42-1".into();
         ev.process.ancestors = vec![Ancestor {
             pid: 1,
             comm: "sshpass".into(),
+            exe: "sshpass".into(),
             exepath: "/usr/bin/sshpass".into(),
             args: vec!["-p".into(), "hunter2".into(), "ssh".into()],
         }]
         .into();
-        ev.container = Container {
+        ev.container = std::sync::Arc::new(Container {
             id: "0123456789ab".into(),
             name: "web".into(),
             image: "nginx:1".into(),
@@ -891,7 +957,7 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
-        };
+        });
         ev
     }
 
@@ -1150,7 +1216,7 @@ mod tests {
             burst: 1,
             refill_per_second: 0.0,
             dedup_window: Duration::ZERO,
-            max_keys: 2,
+            max_keys: Some(2),
             ..Default::default()
         };
         let mut nc = NoiseControl::new(cfg);

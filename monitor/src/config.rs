@@ -88,22 +88,14 @@ impl Default for CaptureConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueuesConfig {
-    /// Between the ring-buffer reader and decoding.
-    pub events: usize,
-    /// Each sink's own queue.
-    pub alerts: usize,
-}
-
-impl Default for QueuesConfig {
-    fn default() -> Self {
-        QueuesConfig {
-            events: 65_536,
-            alerts: 1024,
-        }
-    }
+    /// Events queued between the ring-buffer reader, attribution and the rules (each of the
+    /// three queues). Unset: derived from `memory.budget_bytes` (see `budget`).
+    pub events: Option<usize>,
+    /// Each sink's own queue of alerts. Unset: derived from `memory.budget_bytes`.
+    pub alerts: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -152,14 +144,19 @@ pub struct MetricsConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MemoryConfig {
-    /// Target for the daemon's own caches (process table, containers, queues).
+    /// The daemon's resident memory stays under this: queues and caches are sized from it at
+    /// start-up and events are shed above the high-water mark (see `budget`). Set it below the
+    /// pod's memory limit, leaving room for the BPF maps the kernel charges to the pod.
     pub budget_bytes: ByteSize,
+    /// Fraction of the budget at which bulk events start being shed (0.5 to 0.99).
+    pub high_water_ratio: f64,
 }
 
 impl Default for MemoryConfig {
     fn default() -> Self {
         MemoryConfig {
             budget_bytes: ByteSize(512 << 20),
+            high_water_ratio: 0.9,
         }
     }
 }
@@ -376,10 +373,10 @@ impl Config {
                 ));
             }
         }
-        if queues.events == 0 {
+        if queues.events == Some(0) {
             return Err(invalid("queues.events", "must be at least 1"));
         }
-        if queues.alerts == 0 {
+        if queues.alerts == Some(0) {
             return Err(invalid("queues.alerts", "must be at least 1"));
         }
         for (i, s) in sinks.iter().enumerate() {
@@ -419,7 +416,7 @@ impl Config {
         if !rate_limit.refill_per_second.is_finite() || rate_limit.refill_per_second < 0.0 {
             return Err(invalid("rate_limit.refill_per_second", "must be a number >= 0"));
         }
-        if rate_limit.max_keys == 0 {
+        if rate_limit.max_keys == Some(0) {
             return Err(invalid("rate_limit.max_keys", "must be at least 1"));
         }
         if rate_limit.summary_window < Duration::from_secs(1) {
@@ -441,13 +438,33 @@ impl Config {
                 return Err(invalid("http.basic_auth.username", "must be non-empty and without ':'"));
             }
         }
-        if memory.budget_bytes.0 < (32 << 20) {
+        let (lo, hi) = crate::budget::HIGH_WATER_RANGE;
+        if !(lo..=hi).contains(&memory.high_water_ratio) {
             return Err(invalid(
-                "memory.budget_bytes",
-                format!("{} is below the 32MiB minimum", memory.budget_bytes.0),
+                "memory.high_water_ratio",
+                format!("{} must be between {lo} and {hi}", memory.high_water_ratio),
             ));
         }
+        self.memory_plan()?;
         Ok(())
+    }
+
+    /// The sizes the daemon runs with, derived from `memory.budget_bytes` (see `budget`).
+    /// Fails, naming the key to change, when the budget cannot hold the configured parts.
+    pub fn memory_plan(&self) -> Result<crate::budget::MemoryPlan, ConfigError> {
+        let inputs = crate::budget::PlanInputs {
+            budget_bytes: self.memory.budget_bytes.0,
+            high_water_ratio: self.memory.high_water_ratio,
+            ring_bytes: [
+                self.capture.ring_buffer_bytes.0,
+                u64::from(crate::bpf::CaptureOptions::default().ring_urgent_bytes),
+            ],
+            sinks: self.effective_sinks().len(),
+            events: self.queues.events,
+            alerts: self.queues.alerts,
+            rate_limit_keys: self.rate_limit.max_keys,
+        };
+        crate::budget::MemoryPlan::derive(&inputs).map_err(|e| invalid(e.key(), e.to_string()))
     }
 
     /// The sinks to start: the configured ones, or stdout.
@@ -499,10 +516,10 @@ impl Config {
                 "MONITOR_CAPTURE_RING_BUFFER_BYTES" => self.capture.ring_buffer_bytes = val.parse().map_err(bad)?,
                 "MONITOR_CAPTURE_KINDS" => self.capture.kinds = list(&val),
                 "MONITOR_QUEUES_EVENTS" => {
-                    self.queues.events = val.trim().parse().map_err(|_| bad(format!("{val:?} is not a count")))?
+                    self.queues.events = Some(val.trim().parse().map_err(|_| bad(format!("{val:?} is not a count")))?)
                 }
                 "MONITOR_QUEUES_ALERTS" => {
-                    self.queues.alerts = val.trim().parse().map_err(|_| bad(format!("{val:?} is not a count")))?
+                    self.queues.alerts = Some(val.trim().parse().map_err(|_| bad(format!("{val:?} is not a count")))?)
                 }
                 "MONITOR_HTTP_ADDRESS" => {
                     self.http.address = val
@@ -529,6 +546,12 @@ impl Config {
                 "MONITOR_RATE_LIMIT_ENABLED" => self.rate_limit.enabled = boolean(&val)?,
                 "MONITOR_REDACTION_ENABLED" => self.redaction.enabled = boolean(&val)?,
                 "MONITOR_MEMORY_BUDGET_BYTES" => self.memory.budget_bytes = val.parse().map_err(bad)?,
+                "MONITOR_MEMORY_HIGH_WATER_RATIO" => {
+                    self.memory.high_water_ratio = val
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad(format!("{val:?} is not a number such as 0.9")))?
+                }
                 "MONITOR_METRICS_LABELS_NAMESPACE" => self.metrics.labels.namespace = boolean(&val)?,
                 "MONITOR_METRICS_LABELS_POD" => self.metrics.labels.pod = boolean(&val)?,
                 // Read by main.rs / the CLI, not by the config.
@@ -594,7 +617,10 @@ impl Config {
             // An empty list means "the default stdout sink": without another sink, every
             // alert would silently go nowhere or back to stdout. Neither is what was asked.
             if self.sinks.is_empty() {
-                return Err(invalid("sinks", "--no-stdout leaves no alert sink; add one (e.g. --output-file)"));
+                return Err(invalid(
+                    "sinks",
+                    "--no-stdout leaves no alert sink; add one (e.g. --output-file)",
+                ));
             }
         }
         if *no_rate_limit {
@@ -634,6 +660,7 @@ pub const ENV_VARS: &[&str] = &[
     "MONITOR_RATE_LIMIT_ENABLED",
     "MONITOR_REDACTION_ENABLED",
     "MONITOR_MEMORY_BUDGET_BYTES",
+    "MONITOR_MEMORY_HIGH_WATER_RATIO",
     "MONITOR_METRICS_LABELS_NAMESPACE",
     "MONITOR_METRICS_LABELS_POD",
 ];
@@ -848,10 +875,16 @@ memory: { budget_bytes: 256MiB }
         };
         let mut alone = c.clone();
         let err = alone
-            .apply_overrides(&RunOverrides { no_stdout: true, ..Default::default() })
+            .apply_overrides(&RunOverrides {
+                no_stdout: true,
+                ..Default::default()
+            })
             .unwrap_err()
             .to_string();
-        assert_eq!(err, "invalid config: key `sinks`: --no-stdout leaves no alert sink; add one (e.g. --output-file)");
+        assert_eq!(
+            err,
+            "invalid config: key `sinks`: --no-stdout leaves no alert sink; add one (e.g. --output-file)"
+        );
         c.apply_overrides(&o).unwrap();
         assert_eq!(c.rules.paths, vec![PathBuf::from("/c")]);
         assert_eq!(c.rules.min_priority, Priority::Error);
@@ -884,7 +917,7 @@ memory: { budget_bytes: 256MiB }
         std::fs::write(&p, "rules: { min_priority: error }\nqueues: { alerts: 7 }\n").unwrap();
         let c = Config::load(Some(&p)).unwrap();
         assert_eq!(c.rules.min_priority, Priority::Error);
-        assert_eq!(c.queues.alerts, 7);
+        assert_eq!(c.queues.alerts, Some(7));
         let o = RunOverrides {
             config: Some(p.clone()),
             min_priority: Some(Priority::Debug),
@@ -892,11 +925,63 @@ memory: { budget_bytes: 256MiB }
         };
         let c = Config::resolve(&o).unwrap();
         assert_eq!(c.rules.min_priority, Priority::Debug);
-        assert_eq!(c.queues.alerts, 7);
+        assert_eq!(c.queues.alerts, Some(7));
         std::fs::write(&p, "queues: { alerts: 0 }\n").unwrap();
         assert_eq!(
             Config::load(Some(&p)).unwrap_err().to_string(),
             "invalid config: key `queues.alerts`: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn memory_budget_is_planned_and_refused_naming_the_key() {
+        let c = Config::default();
+        let plan = c.memory_plan().unwrap();
+        assert_eq!(plan.budget_bytes, 512 << 20);
+        assert_eq!(plan.high_water_bytes, ((512u64 << 20) as f64 * 0.9) as u64);
+        let c = parse("memory: { budget_bytes: 256MiB, high_water_ratio: 0.8 }\nqueues: { events: 5000 }").unwrap();
+        let plan = c.memory_plan().unwrap();
+        assert_eq!(plan.event_queue, 5000);
+        assert_eq!(plan.high_water_bytes, ((256u64 << 20) as f64 * 0.8) as u64);
+        let e = parse("memory: { budget_bytes: 48MiB }").unwrap_err();
+        assert!(
+            e.starts_with("invalid config: key `memory.budget_bytes`: 48 MiB cannot hold the fixed parts: baseline"),
+            "{e}"
+        );
+        let e = parse("memory: { budget_bytes: 140MiB }").unwrap_err();
+        assert!(e.contains("use at least 154MiB"), "{e}");
+        // The same budget fits with small rings.
+        parse("memory: { budget_bytes: 140MiB }\ncapture: { ring_buffer_bytes: 1MiB }").unwrap();
+        let e = parse("memory: { budget_bytes: 256MiB }\nqueues: { events: 1000000 }").unwrap_err();
+        assert!(
+            e.starts_with("invalid config: key `queues.events`: 1000000 needs about "),
+            "{e}"
+        );
+        let e = parse("memory: { high_water_ratio: 1.2 }").unwrap_err();
+        assert_eq!(
+            e,
+            "invalid config: key `memory.high_water_ratio`: 1.2 must be between 0.5 and 0.99"
+        );
+        assert_eq!(
+            parse("queues: { events: 0 }").unwrap_err(),
+            "invalid config: key `queues.events`: must be at least 1"
+        );
+        let mut c = Config::default();
+        let env = |k: &str, v: &str| (k.to_string(), v.to_string());
+        c.apply_env_from([
+            env("MONITOR_MEMORY_HIGH_WATER_RATIO", "0.75"),
+            env("MONITOR_QUEUES_ALERTS", "9"),
+        ])
+        .unwrap();
+        assert_eq!((c.memory.high_water_ratio, c.queues.alerts), (0.75, Some(9)));
+        let e = c
+            .apply_env_from([env("MONITOR_MEMORY_BUDGET_BYTES", "40MiB")])
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "invalid config: key `memory.budget_bytes (after MONITOR_* variables)`: 40 MiB cannot hold"
+            ),
+            "{e}"
         );
     }
 

@@ -7,14 +7,17 @@
 //! events) and the procfs fallbacks are added by `bpf` and `proctable`.
 //!
 //! What each kind fills (beyond the header: pid, tid, ppid, comm, uid/gid/euid/egid, loginuid,
-//! cap_effective, pidns, mntns, start_ts, exec_id, cgroup_id, ts, ret):
+//! cap_effective, pidns, mntns, vpid, vtid, sid, start_ts, exec_id, cgroup_id, ts, ret):
 //! - execve/execveat (success, from sched_process_exec): exepath (kernel, mm->exe_file walk),
 //!   exe = argv[0], args = argv[1..] (mm->arg_start, 4095 bytes, args_truncated), cwd (kernel),
-//!   tty, stdio kinds, is_exe_from_memfd, is_exe_upper_layer; args.filename (bprm->filename).
+//!   tty, stdio kinds, is_exe_from_memfd, is_exe_upper_layer, exe_ino_ctime/mtime (the exe
+//!   inode's times); args.filename (bprm->filename).
 //!   Failed (ret < 0, from sys_exit): args.filename (user) only.
 //! - clone/clone3/fork/vfork (in the parent): ret = child tid; args.flags (text), child_tid,
 //!   child_pid (tgid; the parent's for CLONE_THREAD).
-//! - procexit: ret = wait status; args.status, code, sig, core.
+//! - procexit (when a process ends, from its last thread: process.tid is that thread, not
+//!   always the leader): ret = wait status; args.status, code, sig, core, group_dead (1: the
+//!   process is gone; 0 only on per-thread exits, which the kernel side does not report yet).
 //! - open/openat/openat2/creat: fd.num (ret >= 0), fd.type, fd.path (kernel, from the returned
 //!   fd's struct file; on failure the user path joined onto the kernel-resolved dirfd/cwd,
 //!   path_source=user), fd.raw_path; args.flags (O_* text), mode, dirfd, resolve (openat2).
@@ -30,17 +33,24 @@
 //!   fstype, flags, fd.path = target; unshare: flags (text); memfd_create: name, flags;
 //!   bpf: cmd (text); capset: cap_effective/permitted/inheritable as requested (user data).
 //! - io_uring_submit: args.opcode, op (name), flags: one per submitted request, any opcode.
+//! - sendto/sendmsg/sendmmsg (datagram and raw sockets, and any send naming a destination; see
+//!   monitor-ebpf's `send_wanted`): fd.num, fd.type, fd.net: l4proto, the socket's local end
+//!   (kernel) as client, the destination as server: the caller's sockaddr (sendto's addr,
+//!   msg_name; sendmmsg: the first message's) with source=user, else the connected socket's
+//!   kernel peer with source=kernel, absent when neither; unix_path for AF_UNIX. args.size
+//!   (sendto's len; sendmsg/sendmmsg: the first message's first 8 iovecs), flags (MSG_* text),
+//!   iovlen (sendmsg/sendmmsg), vlen (sendmmsg). ret as is (bytes, messages for sendmmsg, -errno).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use monitor_common::{
     EventHeader, EventType, FdKind, Payload, STR_CAP, STR_SLOTS, STRINGS_OFFSET, WIRE_VERSION,
-    flags, slot,
+    exec_args, flags, send_args, slot,
 };
 use prometheus::{IntCounterVec, Opts};
 
-use crate::event::{Arg, Event, Fd, FdType, NetTuple, Process, SCHEMA_VERSION, Source};
+use crate::event::{Arg, Container, Event, Fd, FdType, NetTuple, Process, SCHEMA_VERSION, Source, Text};
 
 /// Labels: reason in {short, version, length, kind, strings}.
 pub static DECODE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -86,12 +96,7 @@ fn decoded_counter(kind: EventType) -> &'static prometheus::IntCounter {
 /// A counter vector in the default registry. If another module registered the same name
 /// first, this one still counts (unexported) rather than taking the process down.
 pub(crate) fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let v = IntCounterVec::new(Opts::new(name, help), labels)
-        .expect("static metric definition is valid");
-    if let Err(e) = prometheus::default_registry().register(Box::new(v.clone())) {
-        tracing::warn!(metric = name, error = %e, "Metric could not be registered; it will not be exported.");
-    }
-    v
+    crate::metrics::register(IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -218,14 +223,34 @@ pub struct Decoder {
     /// Unix epoch ns minus boot-clock ns, measured once at start.
     pub boot_offset_ns: i128,
     pub boot_id: String,
+    /// exec ids made so far, by (tgid, start): every event of a process carries one, and
+    /// sharing it costs a reference count where formatting it cost an allocation.
+    exec_ids: std::cell::RefCell<HashMap<(u32, u64), Text>>,
 }
+
+/// exec ids remembered before the cache starts over (a few hundred KB at most).
+const EXEC_ID_CACHE: usize = 4096;
 
 impl Decoder {
     pub fn new(boot_offset_ns: i128, boot_id: String) -> Decoder {
         Decoder {
             boot_offset_ns,
             boot_id,
+            exec_ids: Default::default(),
         }
+    }
+
+    fn exec_id(&self, tgid: u32, start_boot_ns: u64) -> Text {
+        let mut ids = self.exec_ids.borrow_mut();
+        if let Some(id) = ids.get(&(tgid, start_boot_ns)) {
+            return id.clone();
+        }
+        if ids.len() >= EXEC_ID_CACHE {
+            ids.clear();
+        }
+        let id: Text = format!("{}-{tgid}-{start_boot_ns}", self.boot_id).into();
+        ids.insert((tgid, start_boot_ns), id.clone());
+        id
     }
 
     /// From this machine's clocks and /proc/sys/kernel/random/boot_id.
@@ -262,7 +287,7 @@ impl Decoder {
             pid: h.tgid,
             tid: h.tid,
             ppid: h.ppid,
-            comm: escape_bytes(cstr(&h.comm), 16),
+            comm: escape_bytes(cstr(&h.comm), 16).into(),
             uid: h.uid,
             gid: h.gid,
             euid: h.euid,
@@ -271,20 +296,25 @@ impl Decoder {
             cap_effective: h.cap_effective,
             pidns: h.pidns as u64,
             mntns: h.mntns as u64,
+            vpid: h.vpid,
+            vtid: h.vtid,
+            sid: h.sid,
             start_ts: self.boot_to_epoch(h.start_boot_ns),
-            exec_id: format!("{}-{}-{}", self.boot_id, h.tgid, h.start_boot_ns),
+            exec_id: self.exec_id(h.tgid, h.start_boot_ns),
             ..Process::default()
         };
         let mut ev = Event {
             schema: SCHEMA_VERSION,
             ts: self.boot_to_epoch(h.ts_boot_ns),
+            // Numbered by the reader when forwarded, in kernel-time order (bpf::Reader::drain).
+            num: 0,
             kind: r.kind,
             ret: h.ret,
             process,
             fd: None,
-            args: BTreeMap::new(),
+            args: Default::default(),
             cgroup_id: h.cgroup_id,
-            container: Default::default(),
+            container: Container::unattributed(),
         };
         let a = p.args;
         let int = |v: u64| Arg::Int(v as i64);
@@ -312,6 +342,10 @@ impl Decoder {
                     .insert("sig".into(), Arg::Int((status & 0x7f) as i64));
                 ev.args
                     .insert("core".into(), Arg::Int(((status & 0x80) != 0) as i64));
+                ev.args.insert(
+                    "group_dead".into(),
+                    Arg::Int((p.flags & flags::GROUP_DEAD != 0) as i64),
+                );
             }
             Open | Openat | Openat2 | Creat => {
                 let (flags_v, mode) = match r.kind {
@@ -519,7 +553,30 @@ impl Decoder {
             }
             SockConnect | SockSendmsg => crate::decode_sockaddr::fill(&mut ev, r),
             CompatSyscall => crate::decode_sockaddr::fill_compat(&mut ev, r),
-            Sendto | Sendmsg => {}
+            Sendto | Sendmsg | Sendmmsg => {
+                let (size, flags_v) = match r.kind {
+                    Sendto => (a[2], a[3]),
+                    Sendmsg => (a[send_args::SIZE], a[2]),
+                    _ => (a[send_args::SIZE], a[3]),
+                };
+                ev.args.insert("size".into(), int(size));
+                ev.args.insert(
+                    "flags".into(),
+                    Arg::Flags {
+                        raw: flags_v as u32 as i64,
+                        text: flag_text(flags_v, MSG_FLAGS),
+                    },
+                );
+                if r.kind != Sendto {
+                    ev.args.insert("iovlen".into(), int(a[send_args::IOVLEN]));
+                }
+                if r.kind == Sendmmsg {
+                    ev.args.insert("vlen".into(), int(a[2] as u32 as u64));
+                }
+                let user =
+                    sockaddr(&p.sockaddr[..(p.sockaddr_len as usize).min(p.sockaddr.len())]);
+                ev.fd = Some(send_fd(p, a[0] as i32 as i64, user));
+            }
         }
         ev
     }
@@ -528,27 +585,30 @@ impl Decoder {
 fn fill_exec(ev: &mut Event, r: &Record<'_>) {
     let p = &r.payload;
     let proc_ = &mut ev.process;
-    proc_.exepath = r.str(slot::EXE).unwrap_or_default();
+    proc_.exepath = r.str(slot::EXE).unwrap_or_default().into();
     let argv = r.strings[slot::ARGV];
     let argv = argv.strip_suffix(&[0]).unwrap_or(argv);
     let mut parts = argv.split(|&b| b == 0);
     proc_.exe = parts
         .next()
         .map(|s| escape_bytes(s, MAX_STR))
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into();
     proc_.args = parts
         .by_ref()
         .take(MAX_ARGS)
         .map(|s| escape_bytes(s, MAX_STR))
         .collect();
     proc_.args_truncated = p.flags & flags::ARGS_TRUNCATED != 0 || parts.next().is_some();
-    proc_.cwd = r.str(slot::CWD).unwrap_or_default();
+    proc_.cwd = r.str(slot::CWD).unwrap_or_default().into();
     proc_.tty = p.aux[0] as u32;
     for (i, t) in proc_.stdio.iter_mut().enumerate() {
         *t = fd_type(FdKind::from_u8((p.aux[1] >> (i * 8)) as u8));
     }
     proc_.is_exe_from_memfd = proc_.exepath.starts_with("/memfd:");
     proc_.is_exe_upper_layer = p.flags & flags::EXE_UPPER != 0;
+    proc_.exe_ino_ctime = p.args[exec_args::EXE_CTIME_NS];
+    proc_.exe_ino_mtime = p.args[exec_args::EXE_MTIME_NS];
     if let Some(f) = r.str(slot::FILENAME) {
         ev.args.insert("filename".into(), Arg::Str(f));
     }
@@ -584,6 +644,7 @@ fn path_fd(r: &Record<'_>) -> Fd {
     let mut fd = Fd {
         typ: fd_type(FdKind::from_u8(p.fd_kind)),
         raw_path: raw.clone(),
+        path_truncated: p.flags & flags::PATH_TRUNCATED != 0,
         ..Fd::default()
     };
     if p.flags & flags::KPATH_OK != 0 {
@@ -754,6 +815,70 @@ fn sock_fd(p: &Payload, num: Option<i64>, user: Option<(EventType, SockAddr)>) -
     }
 }
 
+/// The fd of a send: the kernel socket's local end as the client side; the destination as the
+/// server side, from the caller's sockaddr when it named one (source=user, like connect), else
+/// the connected socket's kernel peer (source=kernel). An unspecified endpoint (an unbound or
+/// unconnected socket: all-zero address, port 0) is left out rather than shown as 0.0.0.0:0.
+fn send_fd(p: &Payload, num: i64, user: Option<SockAddr>) -> Fd {
+    let s = &p.sock;
+    let user = user.filter(|u| u.ip.is_some() || u.path.is_some());
+    let family = match (&user, s.family) {
+        (_, f) if f != 0 => f,
+        (Some(u), _) => u.family,
+        _ => 0,
+    };
+    let mut typ = fd_type(FdKind::from_u8(p.fd_kind));
+    if typ == FdType::None {
+        typ = match family {
+            2 => FdType::Ipv4,
+            10 => FdType::Ipv6,
+            1 => FdType::Unix,
+            _ => FdType::None,
+        };
+    }
+    let specified = |addr: &[u8; 16], port: u16| port != 0 || addr.iter().any(|&b| b != 0);
+    let mut net = NetTuple {
+        l4proto: l4(p, family),
+        source: Source::Kernel,
+        ..NetTuple::default()
+    };
+    if matches!(s.family, 2 | 10) {
+        if specified(&s.local_addr, s.local_port) {
+            net.client_ip = ip(s.family, &s.local_addr);
+            net.client_port = Some(s.local_port);
+        }
+        if user.is_none() && specified(&s.remote_addr, s.remote_port) {
+            net.server_ip = ip(s.family, &s.remote_addr);
+            net.server_port = Some(s.remote_port);
+        }
+    }
+    if let Some(u) = user {
+        net.server_ip = u.ip;
+        net.server_port = u.port;
+        net.unix_path = u.path;
+        net.source = Source::User;
+    }
+    Fd {
+        num: Some(num),
+        typ,
+        net: (s.family != 0 || net.server_ip.is_some() || net.unix_path.is_some())
+            .then_some(net),
+        ..Fd::default()
+    }
+}
+
+/// MSG_* flags of the send family, by Linux value.
+const MSG_FLAGS: &[(u64, &str)] = &[
+    (0x1, "MSG_OOB"),
+    (0x4, "MSG_DONTROUTE"),
+    (0x40, "MSG_DONTWAIT"),
+    (0x80, "MSG_EOR"),
+    (0x800, "MSG_CONFIRM"),
+    (0x4000, "MSG_NOSIGNAL"),
+    (0x8000, "MSG_MORE"),
+    (0x20000000, "MSG_FASTOPEN"),
+];
+
 pub fn fd_type(k: FdKind) -> FdType {
     match k {
         FdKind::None => FdType::None,
@@ -814,21 +939,31 @@ const CLONE_FLAGS: &[(u64, &str)] = &[
 ];
 
 fn flag_text(v: u64, table: &[(u64, &str)]) -> String {
-    let names: Vec<&str> = table
-        .iter()
-        .filter(|(bit, _)| v & bit != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    names.join("|")
+    let mut out = String::with_capacity(48);
+    for (bit, name) in table {
+        if v & bit != 0 {
+            push_flag(&mut out, name);
+        }
+    }
+    out
+}
+
+/// Append `name` to a `|`-joined flag list (built in one buffer: this runs on every open).
+fn push_flag(out: &mut String, name: &str) {
+    if !out.is_empty() {
+        out.push('|');
+    }
+    out.push_str(name);
 }
 
 pub fn open_flags_text(v: u64) -> String {
-    let mut out = vec![match v & 3 {
+    let mut out = String::with_capacity(48);
+    out.push_str(match v & 3 {
         0 => "O_RDONLY",
         1 => "O_WRONLY",
         2 => "O_RDWR",
         _ => "O_ACCMODE",
-    }];
+    });
     const T: &[(u64, &str)] = &[
         (0o100, "O_CREAT"),
         (0o200, "O_EXCL"),
@@ -846,15 +981,13 @@ pub fn open_flags_text(v: u64) -> String {
         (0o20200000, "O_TMPFILE"),
     ];
     for (bit, n) in T {
-        if *bit == 0o20200000 {
-            if v & bit == *bit {
-                out.push(n);
-            }
-        } else if v & bit != 0 {
-            out.push(n);
+        // O_TMPFILE includes O_DIRECTORY's bit: all of its bits, not any.
+        let set = if *bit == 0o20200000 { v & bit == *bit } else { v & bit != 0 };
+        if set {
+            push_flag(&mut out, n);
         }
     }
-    out.join("|")
+    out
 }
 
 fn ptrace_text(v: u64) -> String {
@@ -984,6 +1117,10 @@ mod tests {
             start_boot_ns: 500,
             ret,
             comm,
+            vtid: 3,
+            vpid: 2,
+            sid: 40,
+            _pad0: 0,
         };
         let mut out = Vec::with_capacity(len);
         // SAFETY: plain data structs viewed as bytes.
@@ -1017,11 +1154,18 @@ mod tests {
             |p| {
                 p.aux[0] = 0x8800;
                 p.aux[1] = 7 | (6 << 8) | (1 << 16);
+                p.args[exec_args::EXE_CTIME_NS] = 1_700_000_000_123_456_789;
+                p.args[exec_args::EXE_MTIME_NS] = 1_600_000_000_000_000_001;
                 p.flags = flags::KPATH_OK;
             },
             [b"/usr/bin/ls", b"ls\0-la\0/tmp\0", b"/home/u", b"/bin/ls"],
         );
         let ev = dec().decode(&bytes).unwrap();
+        assert_eq!(ev.process.exe_ino_ctime, 1_700_000_000_123_456_789);
+        assert_eq!(ev.process.exe_ino_mtime, 1_600_000_000_000_000_001);
+        assert_eq!((ev.process.vpid, ev.process.vtid, ev.process.sid), (2, 3, 40));
+        // Filled from the process table, never by the decoder.
+        assert_eq!((ev.process.pvpid, ev.process.sname.as_str()), (None, ""));
         assert_eq!(ev.kind, EventType::Execve);
         assert_eq!(ev.ts, 1_001_000);
         assert_eq!(ev.process.pid, 42);
@@ -1029,7 +1173,7 @@ mod tests {
         assert_eq!(ev.process.comm, "bash");
         assert_eq!(ev.process.exepath, "/usr/bin/ls");
         assert_eq!(ev.process.exe, "ls");
-        assert_eq!(ev.process.args, vec!["-la", "/tmp"]);
+        assert_eq!(*ev.process.args, ["-la", "/tmp"]);
         assert!(!ev.process.args_truncated);
         assert_eq!(ev.process.cwd, "/home/u");
         assert_eq!(ev.process.stdio, [FdType::Tty, FdType::Pipe, FdType::File]);
@@ -1212,7 +1356,7 @@ mod tests {
         );
         let ev = dec().decode(&bytes).unwrap();
         assert_eq!(ev.process.exepath, "/tmp/\\xfe\\x0a");
-        assert_eq!(ev.process.args, vec!["\\x07y"]);
+        assert_eq!(*ev.process.args, ["\\x07y"]);
         assert!(ev.to_json_line().is_ascii());
     }
 
@@ -1227,6 +1371,16 @@ mod tests {
         let ev = dec().decode(&bytes).unwrap();
         assert_eq!(ev.args["code"], Arg::Int(3));
         assert_eq!(ev.args["sig"], Arg::Int(0));
+        assert_eq!(ev.args["group_dead"], Arg::Int(0));
+        let bytes = record(
+            EventType::ProcExit,
+            0,
+            |p| p.flags = flags::GROUP_DEAD,
+            [b"", b"", b"", b""],
+        );
+        let ev = dec().decode(&bytes).unwrap();
+        assert_eq!((ev.process.pid, ev.process.tid), (42, 43));
+        assert_eq!(ev.args["group_dead"], Arg::Int(1));
         let bytes = record(
             EventType::ProcExit,
             9,
@@ -1234,6 +1388,192 @@ mod tests {
             [b"", b"", b"", b""],
         );
         assert_eq!(dec().decode(&bytes).unwrap().args["sig"], Arg::Int(9));
+    }
+
+    fn sockaddr_in(port: u16, ip: [u8; 4]) -> Vec<u8> {
+        let mut sa = vec![0u8; 16];
+        sa[0..2].copy_from_slice(&2u16.to_ne_bytes());
+        sa[2..4].copy_from_slice(&port.to_be_bytes());
+        sa[4..8].copy_from_slice(&ip);
+        sa
+    }
+
+    #[test]
+    fn sendto_with_address_is_the_user_destination() {
+        let sa = sockaddr_in(9999, [127, 0, 0, 1]);
+        let bytes = record(
+            EventType::Sendto,
+            5,
+            |p| {
+                p.args = [6, 0x7fff_0000, 5, 0x4040, 0x7fff_1000, 16];
+                p.sockaddr[..16].copy_from_slice(&sa);
+                p.sockaddr_len = 16;
+                p.fd_kind = FdKind::Ipv4 as u8;
+                p.sock.family = 2;
+                p.sock.sock_type = 2;
+                p.sock.local_port = 40000;
+                p.sock.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+            },
+            [b"", b"", b"", b""],
+        );
+        let ev = dec().decode(&bytes).unwrap();
+        assert_eq!(ev.kind, EventType::Sendto);
+        assert_eq!(ev.ret, 5);
+        assert_eq!(ev.args["size"], Arg::Int(5));
+        assert_eq!(
+            ev.args["flags"],
+            Arg::Flags {
+                raw: 0x4040,
+                text: "MSG_DONTWAIT|MSG_NOSIGNAL".into()
+            }
+        );
+        assert!(!ev.args.contains_key("iovlen"));
+        let fd = ev.fd.unwrap();
+        assert_eq!((fd.num, fd.typ), (Some(6), FdType::Ipv4));
+        assert_eq!(
+            fd.net.unwrap(),
+            NetTuple {
+                l4proto: "udp".into(),
+                client_ip: Some("127.0.0.1".into()),
+                client_port: Some(40000),
+                server_ip: Some("127.0.0.1".into()),
+                server_port: Some(9999),
+                unix_path: None,
+                source: Source::User,
+            }
+        );
+    }
+
+    #[test]
+    fn send_on_a_connected_socket_is_the_kernel_peer() {
+        let bytes = record(
+            EventType::Sendto,
+            3,
+            |p| {
+                p.args = [4, 0, 3, 0, 0, 0];
+                p.fd_kind = FdKind::Ipv4 as u8;
+                p.sock.family = 2;
+                p.sock.sock_type = 2;
+                p.sock.local_port = 50000;
+                p.sock.local_addr[..4].copy_from_slice(&[10, 0, 0, 2]);
+                p.sock.remote_port = 53;
+                p.sock.remote_addr[..4].copy_from_slice(&[10, 0, 0, 53]);
+            },
+            [b"", b"", b"", b""],
+        );
+        let net = dec().decode(&bytes).unwrap().fd.unwrap().net.unwrap();
+        assert_eq!(net.server_ip.as_deref(), Some("10.0.0.53"));
+        assert_eq!(net.server_port, Some(53));
+        assert_eq!(net.client_ip.as_deref(), Some("10.0.0.2"));
+        assert_eq!(net.source, Source::Kernel);
+    }
+
+    #[test]
+    fn failed_send_without_destination_has_no_server_side() {
+        // EDESTADDRREQ on an unconnected, unbound UDP socket.
+        let bytes = record(
+            EventType::Sendto,
+            -89,
+            |p| {
+                p.args = [4, 0, 1, 0, 0, 0];
+                p.fd_kind = FdKind::Ipv4 as u8;
+                p.sock.family = 2;
+                p.sock.sock_type = 2;
+            },
+            [b"", b"", b"", b""],
+        );
+        let ev = dec().decode(&bytes).unwrap();
+        assert_eq!(ev.ret, -89);
+        let net = ev.fd.unwrap().net.unwrap();
+        assert_eq!(net.l4proto, "udp");
+        assert_eq!((net.server_ip, net.server_port), (None, None));
+        assert_eq!((net.client_ip, net.client_port), (None, None));
+    }
+
+    #[test]
+    fn sendmsg_and_sendmmsg_sizes_and_destinations() {
+        let mut sa6 = vec![0u8; 28];
+        sa6[0..2].copy_from_slice(&10u16.to_ne_bytes());
+        sa6[2..4].copy_from_slice(&5353u16.to_be_bytes());
+        sa6[23] = 1;
+        let bytes = record(
+            EventType::Sendmsg,
+            12,
+            |p| {
+                p.args = [7, 0x7fff_0000, 0, 0, 12, 2];
+                p.sockaddr[..28].copy_from_slice(&sa6);
+                p.sockaddr_len = 28;
+                p.fd_kind = FdKind::Ipv6 as u8;
+                p.sock.family = 10;
+                p.sock.sock_type = 2;
+            },
+            [b"", b"", b"", b""],
+        );
+        let ev = dec().decode(&bytes).unwrap();
+        assert_eq!(ev.args["size"], Arg::Int(12));
+        assert_eq!(ev.args["iovlen"], Arg::Int(2));
+        let fd = ev.fd.unwrap();
+        assert_eq!(fd.typ, FdType::Ipv6);
+        let net = fd.net.unwrap();
+        assert_eq!(net.server_ip.as_deref(), Some("::1"));
+        assert_eq!(net.server_port, Some(5353));
+        assert_eq!(net.source, Source::User);
+
+        let sa = sockaddr_in(53, [10, 0, 0, 1]);
+        let bytes = record(
+            EventType::Sendmmsg,
+            3,
+            |p| {
+                p.args = [5, 0x7fff_0000, 3, 0x40, 40, 1];
+                p.sockaddr[..16].copy_from_slice(&sa);
+                p.sockaddr_len = 16;
+                p.fd_kind = FdKind::Ipv4 as u8;
+                p.sock.family = 2;
+                p.sock.sock_type = 2;
+            },
+            [b"", b"", b"", b""],
+        );
+        let ev = dec().decode(&bytes).unwrap();
+        assert_eq!(ev.args["vlen"], Arg::Int(3));
+        assert_eq!(ev.args["size"], Arg::Int(40));
+        assert_eq!(
+            ev.args["flags"],
+            Arg::Flags {
+                raw: 0x40,
+                text: "MSG_DONTWAIT".into()
+            }
+        );
+        let net = ev.fd.unwrap().net.unwrap();
+        assert_eq!(net.server_ip.as_deref(), Some("10.0.0.1"));
+        assert_eq!(net.server_port, Some(53));
+    }
+
+    #[test]
+    fn unix_datagram_to_a_named_socket() {
+        let mut un = vec![0u8; 2];
+        un[0..2].copy_from_slice(&1u16.to_ne_bytes());
+        un.extend_from_slice(b"/run/systemd/notify\0");
+        let n = un.len();
+        let bytes = record(
+            EventType::Sendmsg,
+            7,
+            |p| {
+                p.args = [3, 0, 0, 0, 7, 1];
+                p.sockaddr[..n].copy_from_slice(&un);
+                p.sockaddr_len = n as u16;
+                p.fd_kind = FdKind::Unix as u8;
+                p.sock.family = 1;
+                p.sock.sock_type = 2;
+            },
+            [b"", b"", b"", b""],
+        );
+        let fd = dec().decode(&bytes).unwrap().fd.unwrap();
+        assert_eq!(fd.typ, FdType::Unix);
+        let net = fd.net.unwrap();
+        assert_eq!(net.l4proto, "unix");
+        assert_eq!(net.unix_path.as_deref(), Some("/run/systemd/notify"));
+        assert_eq!((net.client_ip, net.server_ip), (None, None));
+        assert_eq!(net.source, Source::User);
     }
 
     #[test]

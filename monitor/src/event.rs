@@ -57,6 +57,99 @@ pub const CAPABILITY_NAMES: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// An immutable string shared by every event that carries it. A process' executable, working
+/// directory, ids and arguments are the same on each of its events: the process table hands
+/// out a reference count instead of a copy per event (the daemon's per-event allocations were
+/// a fifth of its CPU on an open storm). Reads like a `str`; serialises as one.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Text(std::sync::Arc<str>);
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text(s.into())
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text(s.into())
+    }
+}
+
+impl From<&String> for Text {
+    fn from(s: &String) -> Text {
+        Text(s.as_str().into())
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<Text> for &str {
+    fn eq(&self, other: &Text) -> bool {
+        **self == *other.0
+    }
+}
+
+impl PartialEq<Text> for String {
+    fn eq(&self, other: &Text) -> bool {
+        **self == *other.0
+    }
+}
+
 /// Version of the JSON Lines schema. Readers reject records with another version.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -71,6 +164,12 @@ pub struct Event {
     pub schema: u32,
     /// Nanoseconds since the Unix epoch (kernel boot-time clock plus the boot offset).
     pub ts: u64,
+    /// Falco's `evt.num`: this daemon's sequence number, from 1, assigned by the capture
+    /// reader in kernel-time order as it forwards events (a gap is an event dropped on the
+    /// way to the pipeline). 0 = not numbered (fixtures, recordings made before the field):
+    /// Falco's `never_true` macro is `evt.num=0`, so 0 must never read as a number.
+    #[serde(default, skip_serializing_if = "is_unnumbered")]
+    pub num: u64,
     /// Falco's `evt.type`.
     #[serde(rename = "type", with = "event_type_name")]
     pub kind: EventType,
@@ -81,11 +180,13 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fd: Option<Fd>,
     /// Syscall-specific arguments, by Falco's argument names (`flags`, `mode`, `request` ...).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub args: BTreeMap<String, Arg>,
+    /// The names are the decoder's static strings (no allocation per event); a replayed
+    /// recording owns its own.
+    #[serde(default, skip_serializing_if = "Args::is_empty")]
+    pub args: Args,
     pub cgroup_id: u64,
     #[serde(default)]
-    pub container: Container,
+    pub container: std::sync::Arc<Container>,
 }
 
 /// The acting process (thread group) and its ancestry.
@@ -97,16 +198,16 @@ pub struct Process {
     pub tid: u32,
     pub ppid: u32,
     /// `task->comm`: controlled by the process itself; never trust it alone.
-    pub comm: String,
+    pub comm: Text,
     /// argv[0] as the process passed it.
-    pub exe: String,
+    pub exe: Text,
     /// Executable path as the kernel resolved it (from `mm->exe_file`).
-    pub exepath: String,
+    pub exepath: Text,
     /// argv[1..], read from the process' memory after exec, bounded.
-    pub args: Vec<String>,
+    pub args: std::sync::Arc<[String]>,
     /// True when argv was cut at the capture bound.
     pub args_truncated: bool,
-    pub cwd: String,
+    pub cwd: Text,
     pub uid: u32,
     pub gid: u32,
     pub euid: u32,
@@ -121,7 +222,7 @@ pub struct Process {
     /// Process start time, ns since the Unix epoch.
     pub start_ts: u64,
     /// Identity that survives pid reuse: `<boot id>-<tgid>-<start boot ns>`.
-    pub exec_id: String,
+    pub exec_id: Text,
     /// The executable lives on an overlayfs upper layer (written after the container started).
     pub is_exe_upper_layer: bool,
     /// The executable is a memfd (fileless exec).
@@ -134,6 +235,29 @@ pub struct Process {
     pub is_container_runtime: bool,
     /// What fds 0, 1, 2 were at exec: "file", "pipe", "ipv4", "ipv6", "unix", "tty" ...
     pub stdio: [FdType; 3],
+    /// Process and thread id in the process' own pid namespace (Falco's `proc.vpid`,
+    /// `thread.vtid`); 0 when not captured.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub vpid: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub vtid: u32,
+    /// The parent's `vpid` (its id in its own pid namespace), from the process table; None
+    /// when the parent is not known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pvpid: Option<u32>,
+    /// Session id as the host numbers it (the session leader's host pid); 0 when not captured.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sid: u32,
+    /// `comm` of the session leader (Falco's `proc.sname`), from the process table; empty
+    /// when the leader is not known.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub sname: Text,
+    /// ctime and mtime of the executable's inode at exec, ns since the Unix epoch (Falco's
+    /// `proc.exe_ino.ctime`/`.mtime`); 0 when not captured.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub exe_ino_ctime: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub exe_ino_mtime: u64,
     /// Parent first, then grandparent ... bounded by the process table's depth limit.
     /// Shared with the process table's cached chain: events of one process point at one copy.
     pub ancestors: std::sync::Arc<[Ancestor]>,
@@ -144,6 +268,8 @@ pub struct Process {
 pub struct Ancestor {
     pub pid: u32,
     pub comm: String,
+    /// argv[0], bounded (Falco's `proc.pexe`, `proc.aexe[N]`): what the process claimed.
+    pub exe: String,
     pub exepath: String,
     pub args: Vec<String>,
 }
@@ -222,6 +348,10 @@ pub struct Fd {
     pub host_path: Option<String>,
     /// Second path of two-path calls: rename's new path, link/symlink's link path.
     pub target_path: Option<String>,
+    /// A kernel path walk stopped at its bound (64 components): `path` holds only the last
+    /// components, and is not a name the process could have used.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_truncated: bool,
     /// Socket endpoints. For connect/sendto the destination is the server side.
     pub net: Option<NetTuple>,
 }
@@ -238,6 +368,85 @@ pub struct NetTuple {
     /// Unix socket path, when the peer is a unix socket.
     pub unix_path: Option<String>,
     pub source: Source,
+}
+
+/// A syscall's arguments by name, kept sorted by name (the JSON object lists them in that
+/// order). Most events have four or fewer: those live inline in the event, where a map cost
+/// an allocation per event (a B-tree leaf, ~600 bytes). The decoder's names are static
+/// strings; a replayed recording owns its own.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Args(smallvec::SmallVec<[(std::borrow::Cow<'static, str>, Arg); 4]>);
+
+impl Args {
+    pub fn new() -> Args {
+        Args::default()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arg> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, a)| a)
+    }
+
+    /// Set `name` to `value`; the previous value, if any.
+    pub fn insert(&mut self, name: std::borrow::Cow<'static, str>, value: Arg) -> Option<Arg> {
+        match self.0.binary_search_by(|(n, _)| n.as_ref().cmp(name.as_ref())) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (name, value));
+                None
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arg)> {
+        self.0.iter().map(|(n, a)| (n.as_ref(), a))
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `args["flags"]`, as on a map: panics when the argument is absent.
+impl std::ops::Index<&str> for Args {
+    type Output = Arg;
+    fn index(&self, name: &str) -> &Arg {
+        self.get(name).unwrap_or_else(|| panic!("no argument {name:?}"))
+    }
+}
+
+impl FromIterator<(std::borrow::Cow<'static, str>, Arg)> for Args {
+    fn from_iter<I: IntoIterator<Item = (std::borrow::Cow<'static, str>, Arg)>>(iter: I) -> Args {
+        let mut args = Args::new();
+        for (k, v) in iter {
+            args.insert(k, v);
+        }
+        args
+    }
+}
+
+impl Serialize for Args {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Args {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Args, D::Error> {
+        let map = BTreeMap::<String, Arg>::deserialize(d)?;
+        Ok(map.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
 }
 
 /// A syscall argument: its raw integer and, for flags and enums, Falco's symbolic rendering
@@ -296,6 +505,16 @@ impl Default for Container {
     }
 }
 
+impl Container {
+    /// The container of an event not attributed yet (`unknown`), one shared copy: the decoder
+    /// gives it to every event, and attribution replaces it.
+    pub fn unattributed() -> std::sync::Arc<Container> {
+        static UNATTRIBUTED: std::sync::LazyLock<std::sync::Arc<Container>> =
+            std::sync::LazyLock::new(Default::default);
+        std::sync::Arc::clone(&UNATTRIBUTED)
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct K8s {
@@ -304,6 +523,10 @@ pub struct K8s {
     pub pod_uid: String,
     pub container_name: String,
     pub labels: BTreeMap<String, String>,
+}
+
+fn is_unnumbered(num: &u64) -> bool {
+    *num == 0
 }
 
 impl Event {
@@ -343,4 +566,8 @@ mod event_type_name {
         let name = String::deserialize(d)?;
         EventType::from_name(&name).ok_or_else(|| D::Error::custom(format!("unknown event type {name:?}")))
     }
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }

@@ -7,6 +7,7 @@
 //! with every stage counted in Prometheus metrics (`metrics`, served by `http`).
 
 pub mod alert;
+pub mod budget;
 pub mod bpf;
 pub mod cmd;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod decode_sockaddr;
 pub mod event;
 pub mod http;
 pub mod metrics;
+pub mod nsfs;
 pub mod pipeline;
 pub mod proctable;
 pub mod rules;

@@ -88,11 +88,11 @@ static EVENT_TO_ALERT: LazyLock<Histogram> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-/// `monitor_ring_fill_ratio{ring}`: 0..1, sampled by the reader.
+/// `monitor_ring_fill_ratio{ring}`: 0..1, the highest the reader found in the last 15 s.
 static RING_FILL: LazyLock<GaugeVec> = LazyLock::new(|| {
     register_gauge_vec!(
         "monitor_ring_fill_ratio",
-        "Fill level of a kernel ring buffer when last sampled (0 to 1).",
+        "Highest fill (0 to 1) of a kernel ring buffer found by the reader over the last 15 s.",
         &["ring"]
     )
     .expect("metric registers once")
@@ -188,7 +188,24 @@ pub fn init() {
     LazyLock::force(&SINK_DROPPED);
     LazyLock::force(&SINK_QUEUE);
     register_rules([(crate::alert::DROP_RULE, crate::alert::Priority::Critical.as_str())]);
+    crate::budget::init_metrics();
+    export_drop_series_at_zero();
     ensure_process_collector();
+}
+
+/// The loss counters other modules own appear on their first increment; export every series of
+/// their bounded label sets at 0 from the start, so that `increase()` in the alert rules
+/// (`MonitorEventsDropped`) sees the first drop and the first decode error instead of a series
+/// that starts at its first value.
+fn export_drop_series_at_zero() {
+    for k in crate::event::EventType::ALL {
+        crate::bpf::KERNEL_DROPPED.with_label_values(&[k.name()]).inc_by(0);
+    }
+    crate::bpf::QUEUE_DROPPED.with_label_values(&["capture"]).inc_by(0);
+    // decode.rs: `DecodeError::reason`.
+    for reason in ["short", "version", "length", "kind", "strings"] {
+        crate::decode::DECODE_ERRORS.with_label_values(&[reason]).inc_by(0);
+    }
 }
 
 /// The prometheus crate's default registry registers a `ProcessCollector` for this process on
@@ -250,6 +267,16 @@ pub fn observe_event_to_alert(event_ts_ns: u64) {
         .as_nanos();
     let lat = now.saturating_sub(u128::from(event_ts_ns)) as f64 / 1e9;
     EVENT_TO_ALERT.observe(lat);
+}
+
+/// Put a module's metric in the default registry. If the name is taken (a clash between
+/// modules), the metric still counts, unexported, rather than taking the process down.
+pub(crate) fn register<M: prometheus::core::Collector + Clone + 'static>(m: prometheus::Result<M>) -> M {
+    let m = m.expect("static metric definition is valid");
+    if let Err(e) = prometheus::default_registry().register(Box::new(m.clone())) {
+        tracing::warn!(error = %e, "Metric could not be registered; it will not be exported.");
+    }
+    m
 }
 
 /// `fill` is clamped to 0..=1.
@@ -315,6 +342,20 @@ mod tests {
         assert_eq!(counter_value("monitor_build_info", &[("rules_hash", "aaa")]), None);
         let names: Vec<String> = prometheus::gather().iter().map(|m| m.name().to_string()).collect();
         assert!(names.iter().any(|n| n == "process_resident_memory_bytes"), "{names:?}");
+    }
+
+    #[test]
+    fn loss_counters_are_exported_at_zero_from_the_start() {
+        init();
+        for (name, label, value) in [
+            ("monitor_capture_kernel_dropped_events_total", "type", "openat"),
+            ("monitor_capture_kernel_dropped_events_total", "type", "execve"),
+            ("monitor_queue_dropped_events_total", "stage", "capture"),
+            ("monitor_queue_dropped_events_total", "stage", "memory_budget"),
+            ("monitor_decode_errors_total", "reason", "strings"),
+        ] {
+            assert!(counter_value(name, &[(label, value)]).is_some(), "{name}{{{label}={value}}}");
+        }
     }
 
     #[test]

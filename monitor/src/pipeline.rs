@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::alert::{self, Alert, Dispatcher};
+use crate::budget::{self, PressureHandle, Shedder};
 use crate::bpf::{Capture, CaptureOptions};
 use crate::config::{Config, RulesConfig};
 use crate::container::{self, Attributor, AttributorOptions};
@@ -35,7 +36,7 @@ const RULE_WATCH_INTERVAL: Duration = Duration::from_secs(2);
 pub struct EnrichedStream {
     pub capture: Capture,
     pub attributor: Arc<Attributor>,
-    pub events: mpsc::Receiver<Event>,
+    pub events: mpsc::Receiver<Box<Event>>,
 }
 
 impl EnrichedStream {
@@ -227,23 +228,38 @@ pub async fn run_daemon(cfg: Config) -> Result<()> {
     let http = tokio::spawn(server.run(readiness.clone(), async move {
         let _ = http_stopped.wait_for(|stop| *stop).await;
     }));
+    // Sizes come from the memory budget; the watchdog enforces it from here on.
+    let plan = cfg.memory_plan().context("memory budget")?;
+    plan.publish();
+    let pressure = PressureHandle::default();
+    let watchdog = budget::spawn_watchdog(&plan, pressure.clone(), stop_http.subscribe());
+    let shedder = Shedder::new(pressure);
 
     let mut live = LiveRules::load(rule_paths(&cfg.rules), load_options(&cfg.rules))?;
     info!(rules = live.set.load().len(), "Rules loaded.");
     readiness.set_rules_loaded(true);
 
-    let sinks = Sinks::start(&cfg.effective_sinks(), cfg.queues.alerts).context("starting the alert sinks")?;
+    let sinks = Sinks::start(&cfg.effective_sinks(), plan.alert_queue)
+        .context("starting the alert sinks")?
+        .with_queue_bytes(plan.alert_queue_bytes);
     let redactor = cfg.redaction.redactor().context("redaction patterns")?;
-    let mut dispatcher = Dispatcher::new(redactor, cfg.rate_limit.clone(), DROP_ALERT_INTERVAL, sinks, hostname.to_string());
+    let rate_limit = alert::RateLimitConfig { max_keys: Some(plan.rate_limit_keys), ..cfg.rate_limit.clone() };
+    let mut dispatcher = Dispatcher::new(redactor, rate_limit, DROP_ALERT_INTERVAL, sinks, hostname.to_string());
 
     let mut capture = CaptureOptions {
         kinds: parse_kinds(&cfg.capture.kinds).context("capture.kinds")?,
         containers_only: cfg.capture.containers_only,
-        queue_capacity: cfg.queues.events,
+        queue_capacity: plan.event_queue,
+        proctable_capacity: plan.proctable_capacity,
         ..CaptureOptions::default()
     };
     capture.ring_bulk_bytes = u32::try_from(cfg.capture.ring_buffer_bytes.0).context("capture.ring_buffer_bytes")?;
-    let mut stream = EnrichedStream::start(capture, AttributorOptions::default())?;
+    let attribution = AttributorOptions {
+        cache_capacity: plan.cgroup_cache_capacity,
+        max_containers: plan.max_containers,
+        ..AttributorOptions::default()
+    };
+    let mut stream = EnrichedStream::start(capture, attribution)?;
     let coverage = stream.capture.coverage();
     for hook in &coverage.attached {
         metrics::set_hook_attached(hook, true);
@@ -268,12 +284,13 @@ pub async fn run_daemon(cfg: Config) -> Result<()> {
             coverage.failed.len()
         );
     }
-    readiness.set_programs_attached(true);
-    info!(attached = coverage.attached.len(), failed = coverage.failed.len(), "Monitor ready.");
-
+    // Before "ready": a signal sent once the operator (or a test) has seen it must reach the
+    // orderly shutdown below, not the default action.
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    readiness.set_programs_attached(true);
+    info!(attached = coverage.attached.len(), failed = coverage.failed.len(), "Monitor ready.");
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut watch_rules = tokio::time::interval(RULE_WATCH_INTERVAL);
     let mut dropped_before = drop_totals();
@@ -281,7 +298,7 @@ pub async fn run_daemon(cfg: Config) -> Result<()> {
     loop {
         tokio::select! {
             ev = stream.events.recv() => match ev {
-                Some(ev) => evaluate(&live.set.load(), &ev, &mut dispatcher, hostname),
+                Some(ev) => if shedder.admit(ev.kind) { evaluate(&live.set.load(), &ev, &mut dispatcher, hostname) },
                 None => { warn!("The event stream ended."); break; }
             },
             _ = tick.tick() => {
@@ -309,8 +326,9 @@ pub async fn run_daemon(cfg: Config) -> Result<()> {
     }
     debug!(elapsed_ms = t.elapsed().as_millis() as u64, "Queued events evaluated.");
     dispatcher.shutdown(SHUTDOWN_FLUSH).await;
-        let _ = stop_http.send(true);
+    let _ = stop_http.send(true);
     let _ = http.await;
+    let _ = watchdog.await;
     info!(elapsed_ms = t.elapsed().as_millis() as u64, "Stopped cleanly.");
     Ok(())
 }

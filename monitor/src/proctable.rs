@@ -20,7 +20,7 @@ use std::sync::{Arc, LazyLock};
 use prometheus::{IntCounter, IntGauge, register_int_counter, register_int_gauge};
 
 use crate::decode::escape_bytes;
-use crate::event::{Ancestor, Event, EventType};
+use crate::event::{Ancestor, Event, EventType, Text};
 
 static EVICTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
@@ -41,13 +41,21 @@ static ENTRIES: LazyLock<IntGauge> = LazyLock::new(|| {
 pub struct ProcEntry {
     pub pid: u32,
     pub ppid: u32,
-    pub comm: String,
-    pub exe: String,
-    pub exepath: String,
-    pub args: Vec<String>,
-    pub cwd: String,
+    pub comm: Text,
+    pub exe: Text,
+    pub exepath: Text,
+    pub args: Arc<[String]>,
+    pub cwd: Text,
     /// See `Process::is_container_runtime`.
     pub is_container_runtime: bool,
+    /// Id in its own pid namespace (kept for its children's `pvpid`), 0 until seen.
+    pub vpid: u32,
+    /// Session id (host numbering), 0 until seen: finds the session's eldest known member
+    /// when its leader is gone.
+    pub sid: u32,
+    /// Executable inode times at exec (see `Process::exe_ino_ctime`), 0 when unknown.
+    pub exe_ino_ctime: u64,
+    pub exe_ino_mtime: u64,
     /// Last touch, for eviction.
     seq: u64,
     /// Changes whenever a field an ancestor chain shows changes (see the module doc).
@@ -86,29 +94,10 @@ pub fn is_runtime_binary(exepath: &str) -> bool {
     RUNTIME_BINARIES.contains(&name)
 }
 
-/// Hasher for pid keys: one multiply instead of SipHash. Every event looks up its process and
-/// each ancestor link; pids are assigned by the kernel, so there is no key an attacker could
-/// choose to collide them beyond what pid reuse already allows.
-#[derive(Default, Clone, Copy)]
-struct PidHasher(u64);
-
-impl std::hash::Hasher for PidHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        // Golden-ratio multiply: sequential pids spread over both the bucket (low) and the
-        // tag (high) bits hashbrown uses.
-        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type PidMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<PidHasher>>;
+/// Pid keys hash with FxHash (a multiply) instead of SipHash: every event looks up its process
+/// and each ancestor link; pids are assigned by the kernel, so there is no key an attacker
+/// could choose to collide them beyond what pid reuse already allows.
+type PidMap<V> = HashMap<u32, V, rustc_hash::FxBuildHasher>;
 
 pub struct ProcTable {
     map: PidMap<ProcEntry>,
@@ -214,6 +203,10 @@ impl ProcTable {
                     exepath: ev.process.exepath.clone(),
                     args: ev.process.args.clone(),
                     cwd: ev.process.cwd.clone(),
+                    vpid: ev.process.vpid,
+                    sid: ev.process.sid,
+                    exe_ino_ctime: ev.process.exe_ino_ctime,
+                    exe_ino_mtime: ev.process.exe_ino_mtime,
                     // runc 1.1 re-executes a private copy of itself through an fd
                     // (execveat AT_EMPTY_PATH on an unlinked file: exepath "/"): a runtime
                     // process doing that on the host stays the runtime.
@@ -238,6 +231,8 @@ impl ProcTable {
                     });
                     e.pid = child;
                     e.ppid = pid;
+                    // The child's own events tell its vpid.
+                    e.vpid = 0;
                     self.insert(e);
                 }
             }
@@ -265,8 +260,18 @@ impl ProcTable {
                 self.version += 1;
                 e.version = self.version;
             }
+            if ev.process.vpid != 0 {
+                e.vpid = ev.process.vpid;
+            }
+            if ev.process.sid != 0 {
+                e.sid = ev.process.sid;
+            }
             if !is_exec {
                 let p = &mut ev.process;
+                if p.exe_ino_ctime == 0 && p.exe_ino_mtime == 0 {
+                    p.exe_ino_ctime = e.exe_ino_ctime;
+                    p.exe_ino_mtime = e.exe_ino_mtime;
+                }
                 if p.exepath.is_empty() {
                     p.exepath.clone_from(&e.exepath);
                 }
@@ -280,6 +285,22 @@ impl ProcTable {
             }
         }
         let ppid = ev.process.ppid;
+        ev.process.pvpid = self
+            .map
+            .get(&ppid)
+            .map(|e| e.vpid)
+            .filter(|&v| v != 0);
+        let sid = ev.process.sid;
+        if sid != 0 && ev.process.sname.is_empty() {
+            if sid == pid {
+                ev.process.sname.clone_from(&ev.process.comm);
+            } else if let Some(leader) = self.map.get(&sid) {
+                ev.process.sname.clone_from(&leader.comm);
+            } else if let Some(eldest) = self.eldest_in_session(ppid, sid) {
+                // As Falco: with the leader gone, the eldest ancestor in the same session.
+                ev.process.sname = eldest;
+            }
+        }
         if let Some(c) = self.map.get(&pid).and_then(|e| e.chain.as_ref())
             && self.links_match(pid, ppid, &c.links)
         {
@@ -291,6 +312,23 @@ impl ProcTable {
         if let Some(e) = self.map.get_mut(&pid) {
             e.chain = Some(chain);
         }
+    }
+
+    /// comm of the last of `ppid`'s ancestors (itself included) that are in session `sid`,
+    /// walking up while they are; None when `ppid` is not in it.
+    fn eldest_in_session(&self, ppid: u32, sid: u32) -> Option<Text> {
+        let mut found = None;
+        let mut cur = ppid;
+        for _ in 0..self.depth {
+            match self.map.get(&cur) {
+                Some(e) if e.sid == sid && cur != 0 => {
+                    found = Some(e);
+                    cur = e.ppid;
+                }
+                _ => break,
+            }
+        }
+        found.map(|e| e.comm.clone())
     }
 
     /// The next link of a walk from `pid`: None when the walk stops before it.
@@ -331,8 +369,9 @@ impl ProcTable {
                 Some(e) => {
                     out.push(Ancestor {
                         pid: e.pid,
-                        comm: e.comm.clone(),
-                        exepath: e.exepath.clone(),
+                        comm: e.comm.to_string(),
+                        exe: bounded_exe(&e.exe),
+                        exepath: e.exepath.to_string(),
                         args: bounded_args(&e.args),
                     });
                     cur = e.ppid;
@@ -376,6 +415,22 @@ fn bounded_args(args: &[String]) -> Vec<String> {
     out
 }
 
+/// Bytes of argv[0] kept per ancestor, for the same reason as [`ANCESTOR_ARGS_BYTES`]: the
+/// process chooses it. A cut one ends in `...`: a suffix test on it (`proc.pexe endswith
+/// java`, which the stable rules use to grant exceptions) never passes.
+pub const ANCESTOR_EXE_BYTES: usize = 256;
+
+fn bounded_exe(exe: &str) -> String {
+    if exe.len() <= ANCESTOR_EXE_BYTES {
+        return exe.to_string();
+    }
+    let mut cut = ANCESTOR_EXE_BYTES;
+    while !exe.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &exe[..cut])
+}
+
 /// Read one process from procfs.
 pub fn read_proc_entry(proc_root: &Path, pid: u32) -> Option<ProcEntry> {
     let base = proc_root.join(pid.to_string());
@@ -386,6 +441,7 @@ pub fn read_proc_entry(proc_root: &Path, pid: u32) -> Option<ProcEntry> {
     let comm = escape_bytes(stat.get(open + 1..close)?, 16);
     let rest = std::str::from_utf8(stat.get(close + 2..)?).ok()?;
     let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+    let sid: u32 = rest.split_whitespace().nth(3).and_then(|s| s.parse().ok()).unwrap_or(0);
     let exepath = std::fs::read_link(base.join("exe"))
         .map(|p| escape_bytes(p.as_os_str().as_encoded_bytes(), 4096))
         .unwrap_or_default();
@@ -401,23 +457,48 @@ pub fn read_proc_entry(proc_root: &Path, pid: u32) -> Option<ProcEntry> {
         parts.next().unwrap_or_default()
     };
     let args = parts.take(crate::decode::MAX_ARGS).collect();
+    // Following the exe link stats the executable itself.
+    let (exe_ino_ctime, exe_ino_mtime) = std::fs::metadata(base.join("exe"))
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (epoch_ns(m.ctime(), m.ctime_nsec()), epoch_ns(m.mtime(), m.mtime_nsec()))
+        })
+        .unwrap_or((0, 0));
     Some(ProcEntry {
+        vpid: ns_pid(&base).unwrap_or(0),
+        sid,
+        exe_ino_ctime,
+        exe_ino_mtime,
         pid,
         ppid,
-        comm,
-        exe,
-        exepath,
+        comm: comm.into(),
+        exe: exe.into(),
+        exepath: exepath.into(),
         args,
-        cwd,
+        cwd: cwd.into(),
         ..ProcEntry::default()
     })
 }
 
+fn epoch_ns(sec: i64, nsec: i64) -> u64 {
+    if sec <= 0 {
+        return 0;
+    }
+    (sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(nsec.clamp(0, 999_999_999) as u64)
+}
+
+/// The pid in the process' own pid namespace: the last `NSpid:` column of `status`.
+fn ns_pid(base: &Path) -> Option<u32> {
+    let status = std::fs::read_to_string(base.join("status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
 /// Inode number of a process' mount namespace, from its `ns/mnt` link (`mnt:[4026531840]`).
 fn mntns_of(proc_root: &Path, pid: u32) -> Option<u64> {
-    let link = std::fs::read_link(proc_root.join(pid.to_string()).join("ns/mnt")).ok()?;
-    let s = link.to_str()?;
-    s.split_once('[')?.1.strip_suffix(']')?.parse().ok()
+    crate::nsfs::ns_inode(proc_root, &pid.to_string(), "mnt").ok()
 }
 
 #[cfg(test)]
@@ -519,7 +600,7 @@ mod tests {
         let mut e = ev(EventType::Execve, 11, 10, 0);
         e.process.exepath = "/bin/ls".into();
         e.process.exe = "ls".into();
-        e.process.args = vec!["-l".into()];
+        e.process.args = vec!["-l".into()].into();
         e.process.comm = "ls".into();
         t.observe(&mut e);
         assert_eq!(e.process.ancestors.len(), 2);
@@ -529,7 +610,7 @@ mod tests {
         let mut o = ev(EventType::Openat, 11, 10, 3);
         t.observe(&mut o);
         assert_eq!(o.process.exepath, "/bin/ls");
-        assert_eq!(o.process.args, vec!["-l"]);
+        assert_eq!(*o.process.args, ["-l"]);
         assert_eq!(o.process.cwd, "/root");
         // exit removes it
         let mut x = ev(EventType::ProcExit, 11, 10, 0);
@@ -545,7 +626,7 @@ mod tests {
                 pid,
                 ppid,
                 comm: comm.into(),
-                exepath: format!("/bin/{comm}"),
+                exepath: format!("/bin/{comm}").into(),
                 ..Default::default()
             });
         }
@@ -659,6 +740,68 @@ mod tests {
     }
 
     #[test]
+    fn ancestors_carry_argv0_from_exec_fork_and_procfs() {
+        let mut t = ProcTable::new(100, 8);
+        t.insert(ProcEntry {
+            pid: 1,
+            comm: "init".into(),
+            exe: "/sbin/init".into(),
+            ..Default::default()
+        });
+        // 10 execs java through a launcher that sets argv[0] to a full path.
+        let mut x = ev(EventType::Execve, 10, 1, 0);
+        x.process.comm = "java".into();
+        x.process.exe = "/usr/lib/jvm/bin/java".into();
+        x.process.exepath = "/usr/lib/jvm/java-17/bin/java".into();
+        t.observe(&mut x);
+        // Its fork inherits the image, then execs a shell: parent argv[0] is java's, and the
+        // grandparent's is init's.
+        let mut f = ev(EventType::Clone, 10, 1, 11);
+        f.args.insert("child_pid".into(), Arg::Int(11));
+        t.observe(&mut f);
+        let mut sh = ev(EventType::Execve, 11, 10, 0);
+        sh.process.comm = "sh".into();
+        sh.process.exe = "sh".into();
+        t.observe(&mut sh);
+        let exes: Vec<&str> = sh.process.ancestors.iter().map(|a| a.exe.as_str()).collect();
+        assert_eq!(exes, ["/usr/lib/jvm/bin/java", "/sbin/init"]);
+        // The clone is java's own event: its parent is init.
+        assert_eq!(f.process.ancestors[0].exe, "/sbin/init");
+        // An ancestor's later exec changes the argv[0] its descendants see.
+        let mut x = ev(EventType::Execve, 10, 1, 0);
+        x.process.exe = "python3".into();
+        t.observe(&mut x);
+        assert_eq!(chain_of(&mut t, 11, 10)[0].exe, "python3");
+        // An unknown parent has no argv[0].
+        assert_eq!(chain_of(&mut t, 12, 999)[0].exe, "");
+        // procfs seeding reads argv[0] from cmdline.
+        let mut t = ProcTable::new(100_000, 8);
+        t.seed_from_procfs(Path::new("/proc"));
+        let me = t.get(std::process::id()).expect("own process seeded");
+        let argv0 = std::env::args().next().unwrap_or_default();
+        assert_eq!(me.exe, argv0);
+    }
+
+    #[test]
+    fn ancestor_argv0_is_bounded_and_a_cut_one_fails_suffix_tests() {
+        let mut t = ProcTable::new(100, 8);
+        let long = format!("{}java", "x".repeat(ANCESTOR_EXE_BYTES));
+        t.insert(ProcEntry {
+            pid: 10,
+            exe: long.into(),
+            ..Default::default()
+        });
+        let a = chain_of(&mut t, 11, 10);
+        assert_eq!(a[0].exe.len(), ANCESTOR_EXE_BYTES + 3);
+        assert!(a[0].exe.ends_with("x..."));
+        assert_eq!(bounded_exe("java"), "java");
+        // A multi-byte character at the bound is not split.
+        let wide = "é".repeat(ANCESTOR_EXE_BYTES);
+        let cut = bounded_exe(&wide);
+        assert!(cut.ends_with("é...") && cut.len() <= ANCESTOR_EXE_BYTES + 3);
+    }
+
+    #[test]
     fn ancestor_args_are_bounded() {
         let long = "é".repeat(400);
         let b = bounded_args(&["a".into(), long.clone(), "z".into()]);
@@ -723,5 +866,75 @@ mod tests {
         let me = t.get(std::process::id()).expect("own process seeded");
         assert!(!me.exepath.is_empty());
         assert!(me.ppid > 0);
+        // The test runs in some pid namespace: NSpid's last column is a positive pid there.
+        assert!(me.vpid > 0);
+        let exe = std::fs::metadata("/proc/self/exe").unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(me.exe_ino_mtime, epoch_ns(exe.mtime(), exe.mtime_nsec()));
+        assert!(me.exe_ino_ctime > 0);
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let session: u32 = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().nth(3).unwrap().parse().unwrap();
+        assert_eq!(me.sid, session);
+    }
+
+    #[test]
+    fn session_leader_name_parent_vpid_and_exe_times() {
+        let mut t = ProcTable::new(100, 8);
+        // A shell (host pid 100, pid 1 in its container) leads session 100 and execs ls.
+        let mut sh = ev(EventType::Execve, 100, 50, 0);
+        sh.process.comm = "sh".into();
+        sh.process.vpid = 1;
+        sh.process.sid = 100;
+        sh.process.exe_ino_ctime = 7_000;
+        sh.process.exe_ino_mtime = 6_000;
+        t.observe(&mut sh);
+        assert_eq!(sh.process.sname, "sh", "a session leader names itself");
+        assert_eq!(sh.process.pvpid, None, "parent 50 is unknown");
+        let mut fork = ev(EventType::Clone, 100, 50, 101);
+        fork.process.vpid = 1;
+        fork.process.sid = 100;
+        t.observe(&mut fork);
+        let child = t.get(101).unwrap();
+        assert_eq!(child.vpid, 0, "the child's vpid is not its parent's");
+        assert_eq!((child.exe_ino_ctime, child.exe_ino_mtime), (7_000, 6_000));
+        // The child's open: times inherited through fork, pvpid = the shell's vpid.
+        let mut open = ev(EventType::Openat, 101, 100, 3);
+        open.process.comm = "sh".into();
+        open.process.vpid = 2;
+        open.process.sid = 100;
+        t.observe(&mut open);
+        assert_eq!(open.process.pvpid, Some(1));
+        assert_eq!(open.process.sname, "sh");
+        assert_eq!((open.process.exe_ino_ctime, open.process.exe_ino_mtime), (7_000, 6_000));
+        assert_eq!(t.get(101).unwrap().vpid, 2);
+        // It execs ls: new times, same session, comm of the leader not its own.
+        let mut ls = ev(EventType::Execve, 101, 100, 0);
+        ls.process.comm = "ls".into();
+        ls.process.vpid = 2;
+        ls.process.sid = 100;
+        ls.process.exe_ino_ctime = 9_000;
+        ls.process.exe_ino_mtime = 8_000;
+        t.observe(&mut ls);
+        assert_eq!(ls.process.sname, "sh");
+        assert_eq!((ls.process.exe_ino_ctime, ls.process.exe_ino_mtime), (9_000, 8_000));
+        // A grandchild of ls sees ls's vpid as its pvpid.
+        let mut gc = ev(EventType::Openat, 102, 101, 3);
+        gc.process.sid = 100;
+        t.observe(&mut gc);
+        assert_eq!(gc.process.pvpid, Some(2));
+        // A session whose leader and ancestors are unknown has no name (never a guess).
+        let mut stray = ev(EventType::Openat, 300, 1, 3);
+        stray.process.sid = 299;
+        t.observe(&mut stray);
+        assert_eq!(stray.process.sname, "");
+        // The leader exits: the eldest ancestor still in the session names it (ls here, the
+        // shell's child; the shell's parent 50 is not in the session).
+        let mut bye = ev(EventType::ProcExit, 100, 50, 0);
+        bye.process.sid = 100;
+        t.observe(&mut bye);
+        let mut late = ev(EventType::Openat, 102, 101, 3);
+        late.process.sid = 100;
+        t.observe(&mut late);
+        assert_eq!(late.process.sname, "ls");
     }
 }

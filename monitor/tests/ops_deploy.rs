@@ -39,7 +39,7 @@ fn promtool(args: &[&str]) -> String {
 fn alert_rules_pass_promtool_in_both_forms() {
     let plain = root().join("deploy/prometheus/monitor.rules.yml");
     let out = promtool(&["check", "rules", plain.to_str().unwrap()]);
-    assert!(out.contains("SUCCESS: 11 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 13 rules found"), "{out}");
 
     // The PrometheusRule's spec is a rules file; it must equal the plain one.
     let pr = yaml("deploy/kubernetes/prometheusrule.yaml");
@@ -49,7 +49,7 @@ fn alert_rules_pass_promtool_in_both_forms() {
     let extracted = dir.path().join("from-prometheusrule.yml");
     std::fs::write(&extracted, yaml_serde::to_string(&pr["spec"]).unwrap()).unwrap();
     let out = promtool(&["check", "rules", extracted.to_str().unwrap()]);
-    assert!(out.contains("SUCCESS: 11 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 13 rules found"), "{out}");
 
     let tests = root().join("deploy/prometheus/monitor.rules.test.yml");
     let out = promtool(&["test", "rules", tests.to_str().unwrap()]);
@@ -168,6 +168,49 @@ fn metric_names_are_documented() {
     }
     let d: serde_json::Value = serde_json::from_str(&read("deploy/grafana/monitor-dashboard.json")).unwrap();
     assert!(d["panels"].as_array().unwrap().len() >= 10);
+}
+
+/// Every metric documented in docs/METRICS.md (first column of its tables) is queried by some
+/// panel of the Grafana dashboard.
+#[test]
+fn every_documented_metric_has_a_dashboard_panel() {
+    let doc = read("docs/METRICS.md");
+    let d: serde_json::Value = serde_json::from_str(&read("deploy/grafana/monitor-dashboard.json")).unwrap();
+    let exprs: Vec<String> = d["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect();
+    let re = regex::Regex::new(r"^\| `((?:monitor|process)_[a-z_]+)` \|").unwrap();
+    let documented: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| re.captures(l).and_then(|c| c.get(1)).map(|m| m.as_str()))
+        .collect();
+    assert!(documented.len() >= 30, "{documented:?}");
+    let word = |e: &str, n: &str| {
+        regex::Regex::new(&format!(r"\b{n}(_bucket|_sum|_count)?\b"))
+            .unwrap()
+            .is_match(e)
+    };
+    let missing: Vec<&&str> = documented
+        .iter()
+        .filter(|n| !exprs.iter().any(|e| word(e, n)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "documented metrics without a dashboard panel: {missing:?}"
+    );
+    // The process collector's names are listed in prose, not a table.
+    for n in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_threads",
+    ] {
+        assert!(exprs.iter().any(|e| word(e, n)), "{n} has no panel");
+    }
 }
 
 #[test]

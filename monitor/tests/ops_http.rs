@@ -354,22 +354,27 @@ async fn real_prometheus_scrape() {
         ),
     )
     .unwrap();
-    let port = free_port();
-    let child = Command::new(prom)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _guard = KillOnDrop(child);
+    let spawn = |port: u16| {
+        KillOnDrop(
+            Command::new(&prom)
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut port = free_port();
+    let mut prom_child = spawn(port);
+    let mut respawned = 0;
 
     let c = reqwest::Client::new();
     let q = format!("monitor_alerts_total{{rule=\"{rule}\",priority=\"Critical\",job=\"monitor\"}}");
     let sq = format!("monitor_alerts_suppressed_total{{rule=\"{rule}\"}}");
     let start = Instant::now();
-    let query = async |expr: &str| -> Option<String> {
+    let query = async |port: u16, expr: &str| -> Option<String> {
         let r = c
             .get(format!("http://127.0.0.1:{port}/api/v1/query"))
             .query(&[("query", expr)])
@@ -381,9 +386,17 @@ async fn real_prometheus_scrape() {
         v["data"]["result"][0]["value"][1].as_str().map(str::to_string)
     };
     loop {
-        if let Some(v) = query(&q).await {
+        if let Some(v) = query(port, &q).await {
             assert_eq!(v, "7");
             break;
+        }
+        // Prometheus exits at once when its port was taken between free_port() and its bind
+        // (the machine is shared): start it again on another port.
+        if let Some(st) = prom_child.0.try_wait().unwrap() {
+            respawned += 1;
+            assert!(respawned < 5, "prometheus keeps exiting ({st}); last port {port}");
+            port = free_port();
+            prom_child = spawn(port);
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
@@ -391,7 +404,7 @@ async fn real_prometheus_scrape() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert_eq!(query(&sq).await.as_deref(), Some("6"));
+    assert_eq!(query(port, &sq).await.as_deref(), Some("6"));
     s.stop().await;
 }
 

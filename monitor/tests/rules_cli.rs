@@ -7,7 +7,8 @@ fn monitor() -> Command {
 }
 
 fn tmp(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/rules-cli-test");
+    // Per process: a fixed path would be shared by concurrent runs of this binary.
+    let dir = std::env::temp_dir().join(format!("monitor-rules-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();

@@ -7,6 +7,7 @@ fn event() -> Event {
     Event {
         schema: 1,
         ts: 1_700_000_010_000_000_000,
+        num: 7,
         kind: EventType::Connect,
         ret: -115,
         process: Process {
@@ -14,7 +15,7 @@ fn event() -> Event {
             comm: "curl".into(),
             exe: "curl".into(),
             exepath: "/usr/bin/curl".into(),
-            args: vec!["-s".into(), "http://x".into()],
+            args: vec!["-s".into(), "http://x".into()].into(),
             euid: 1000,
             start_ts: 1_700_000_000_000_000_000,
             cap_effective: 1 << 21,
@@ -22,12 +23,14 @@ fn event() -> Event {
                 Ancestor {
                     pid: 41,
                     comm: "sh".into(),
+                    exe: "sh".into(),
                     exepath: "/bin/dash".into(),
                     args: vec!["-c".into(), "curl -s http://x".into()],
                 },
                 Ancestor {
                     pid: 40,
                     comm: "nginx".into(),
+                    exe: "nginx".into(),
                     exepath: "/usr/sbin/nginx".into(),
                     args: vec![],
                 },
@@ -50,7 +53,7 @@ fn event() -> Event {
             ..Fd::default()
         }),
         args: [(
-            "flags".to_string(),
+            "flags".into(),
             Arg::Flags {
                 raw: 2048,
                 text: "O_NONBLOCK".into(),

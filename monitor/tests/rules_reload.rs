@@ -1,6 +1,5 @@
 //! Hot reload: a broken file never replaces a working rule set.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -19,11 +18,9 @@ fn metric(name: &str) -> f64 {
 
 #[test]
 fn reload_with_a_broken_file_keeps_the_old_set() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("target")
-        .join("rules-reload-test");
-    std::fs::create_dir_all(&dir).unwrap();
+    // A directory of its own: a fixed path would be shared by concurrent runs of this test.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let f = dir.join("r.yaml");
     let good =
         "- rule: one\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: INFO\n";

@@ -179,9 +179,8 @@ fn deploy_time_selection() {
 
 #[test]
 fn local_overrides_append_and_replace() {
-    let dir = rules_common::workspace()
-        .join("target")
-        .join("rules-override-test");
+    // Per process: a fixed path would be shared by concurrent runs of this binary.
+    let dir = std::env::temp_dir().join(format!("monitor-rules-override-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ov = dir.join("local.yaml");
     std::fs::write(
@@ -257,7 +256,7 @@ fn output_escapes_untrusted_values_and_fills_output_fields() {
     };
     ev.kind = monitor::event::EventType::Execve;
     ev.process.comm = "x".into();
-    ev.process.args = vec!["a\nFAKE ALERT".into(), "b".repeat(3000)];
+    ev.process.args = vec!["a\nFAKE ALERT".into(), "b".repeat(3000)].into();
     ev.process.pid = 7;
     let m = set.evaluate(&ev).remove(0);
     assert!(

@@ -38,6 +38,36 @@ pub fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// `runc --root ROOT run -d --bundle BUNDLE ID`: start a container detached, its stdio closed.
+pub fn runc_run_detached(root: &Path, bundle: &Path, id: &str) -> Result<()> {
+    let status = Command::new("runc")
+        .arg("--root")
+        .arg(root)
+        .args(["run", "-d", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("spawn runc")?;
+    if !status.success() {
+        bail!("runc run -d failed: {status}");
+    }
+    Ok(())
+}
+
+/// The host pid of a runc container's init, from `runc state`.
+pub fn runc_init_pid(root: &Path, id: &str) -> Result<u32> {
+    let state = run(Command::new("runc").arg("--root").arg(root).args(["state", id]))?;
+    let v: serde_json::Value = serde_json::from_str(&state)?;
+    v["pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .context("no pid in runc state")
+}
+
 /// A unique 64-hex container id.
 pub fn random_id() -> String {
     let mut buf = [0u8; 32];
@@ -192,20 +222,7 @@ impl RuncContainer {
             .collect();
         cfg["annotations"] = serde_json::Value::Object(ann);
         std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg)?)?;
-        let status = Command::new("runc")
-            .arg("--root")
-            .arg(&root)
-            .args(["run", "-d", "--bundle"])
-            .arg(&bundle)
-            .arg(&id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("spawn runc")?;
-        if !status.success() {
-            bail!("runc run -d failed: {status}");
-        }
+        runc_run_detached(&root, &bundle, &id)?;
         Ok(RuncContainer {
             id,
             root,
@@ -216,16 +233,7 @@ impl RuncContainer {
     }
 
     pub fn init_pid(&self) -> Result<u32> {
-        let state = run(Command::new("runc")
-            .arg("--root")
-            .arg(&self.root)
-            .args(["state", &self.id]))?;
-        let v: serde_json::Value = serde_json::from_str(&state)?;
-        v["pid"]
-            .as_u64()
-            .and_then(|p| u32::try_from(p).ok())
-            .filter(|p| *p > 0)
-            .context("no pid in runc state")
+        runc_init_pid(&self.root, &self.id)
     }
 
     /// Start another process inside the container; returns its host pid.
@@ -431,11 +439,11 @@ impl Containerd {
             .spawn()
             .context("spawn containerd")?;
         let d = Containerd { dir, child, socket };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while d.ctr(&["version"]).is_err() {
             if Instant::now() > deadline {
                 bail!(
-                    "containerd did not answer in 20 s (log in {})",
+                    "containerd did not answer in 60 s (log in {})",
                     d.dir.0.display()
                 );
             }
@@ -561,4 +569,33 @@ impl Drop for Containerd {
             remove_parent_cgroups(ns);
         }
     }
+}
+
+/// `fd.host_path` attribution gives for `path` (absolute, as the process `id` sees it), and
+/// whether it names the very file the process sees: same device and inode as
+/// `/proc/<pid>/root/<path>` (the kernel's own view through the process' root). Err when the
+/// attribution was not Found.
+pub fn host_path_of(
+    a: &monitor::container::Attributor,
+    id: &ProcIdentity,
+    path: &str,
+) -> Result<(Option<String>, bool)> {
+    let mut ev = event_for(id);
+    ev.fd = Some(monitor::event::Fd {
+        typ: monitor::event::FdType::File,
+        path: Some(path.to_string()),
+        path_source: monitor::event::Source::Kernel,
+        ..Default::default()
+    });
+    if a.attribute(&mut ev) != monitor::container::Attribution::Found {
+        bail!("pid {} was not attributed to a container", id.pid);
+    }
+    let host = ev.fd.and_then(|f| f.host_path);
+    let seen = std::fs::metadata(format!("/proc/{}/root{path}", id.pid))
+        .with_context(|| format!("stat {path} through /proc/{}/root", id.pid))?;
+    let same = host
+        .as_deref()
+        .and_then(|h| std::fs::metadata(h).ok())
+        .is_some_and(|m| (m.dev(), m.ino()) == (seen.dev(), seen.ino()));
+    Ok((host, same))
 }

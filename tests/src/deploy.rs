@@ -362,12 +362,18 @@ pub fn shared_libraries(bin: &Path) -> Result<Vec<PathBuf>> {
     Ok(libs)
 }
 
-/// The images one test run needs; removed on drop.
+/// Names an image to test instead of building deploy/Containerfile.local, e.g. the production
+/// image `deploy/build-image.sh` builds from deploy/Containerfile.
+pub const IMAGE_ENV: &str = "MONITOR_DEPLOY_IMAGE";
+
+/// The images one test run needs; the ones built here are removed on drop.
 pub struct Images {
     pub base: String,
     pub monitor: String,
     /// busybox with an /etc/shadow, for a container that trips the shadow rule.
     pub trigger: String,
+    /// False when `monitor` came from [`IMAGE_ENV`] (not ours to remove).
+    built_monitor: bool,
     _dir: TempDir,
 }
 
@@ -375,13 +381,26 @@ impl Images {
     pub fn build() -> Result<Images> {
         let tag = format!("{}-{}", std::process::id(), &random_id()[..6]);
         let dir = TempDir::new("deploy-image")?;
-        let images = Images {
+        let given = std::env::var(IMAGE_ENV).ok().filter(|s| !s.is_empty());
+        let mut images = Images {
             base: format!("localhost/monitor-deploy-base-{tag}:latest"),
             monitor: format!("localhost/monitor-deploy-{tag}:latest"),
             trigger: format!("localhost/monitor-deploy-trigger-{tag}:latest"),
+            built_monitor: given.is_none(),
             _dir: dir,
         };
-        let root = &images._dir.0;
+        let root = images._dir.0.clone();
+        let root = &root;
+        if let Some(image) = given {
+            run(podman().args(["image", "exists", &image]))
+                .with_context(|| format!("{IMAGE_ENV}={image}: no such local image"))?;
+            images.monitor = image;
+            let bb = root.join("busybox");
+            busybox_rootfs(&bb)?;
+            std::fs::write(bb.join("etc/shadow"), "root:*:19000:0:99999:7:::\n")?;
+            import_dir(&bb, &images.trigger)?;
+            return Ok(images);
+        }
 
         // Base: only the glibc libraries the binary links against (the distroless cc image's
         // role in the production Containerfile).
@@ -437,7 +456,11 @@ impl Images {
 
 impl Drop for Images {
     fn drop(&mut self) {
-        for i in [&self.monitor, &self.base, &self.trigger] {
+        let mut mine = vec![&self.base, &self.trigger];
+        if self.built_monitor {
+            mine.push(&self.monitor);
+        }
+        for i in mine {
             let _ = podman()
                 .args(["rmi", "-f", i])
                 .stdout(Stdio::null())
@@ -764,12 +787,31 @@ impl Drop for PendingShadowRead {
     }
 }
 
-/// Run `cat /etc/shadow` in a fresh podman container from `image`; returns its full id.
-pub fn container_reads_shadow(image: &str) -> Result<String> {
+/// A podman container removed on drop.
+pub struct TriggerContainer {
+    pub id: String,
+}
+
+impl Drop for TriggerContainer {
+    fn drop(&mut self) {
+        let _ = podman()
+            .args(["rm", "-f", "-t", "0", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Run `cat /etc/shadow` in a fresh podman container from `image`. The container stays (a
+/// sleep) until the returned guard is dropped: the monitor attributes the read through the
+/// container's cgroup and runtime state, which must still exist when it gets to the event,
+/// however late that is on a loaded machine.
+pub fn container_reads_shadow(image: &str) -> Result<TriggerContainer> {
     let name = format!("monitor-deploy-trigger-{}", &random_id()[..12]);
     let nofile = host_rlimit(libc::RLIMIT_NOFILE);
     let id = run(podman().args([
-        "create",
+        "run",
+        "-d",
         "--runtime",
         "runc",
         "--network=none",
@@ -780,17 +822,9 @@ pub fn container_reads_shadow(image: &str) -> Result<String> {
         image,
         "/bin/sh",
         "-c",
-        // Stay a moment so that attribution still finds the container's cgroup.
-        "cat /etc/shadow > /dev/null; sleep 2",
+        "cat /etc/shadow > /dev/null; sleep 600",
     ]))?;
-    let started = run(podman().args(["start", "-a", &id]));
-    let _ = podman()
-        .args(["rm", "-f", "-t", "0", &id])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    started?;
-    Ok(id)
+    Ok(TriggerContainer { id })
 }
 
 /// The capabilities `ctr run` grants by default (containerd's `oci.WithDefaultSpec`); `ctr`

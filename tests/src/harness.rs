@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -76,14 +76,17 @@ impl TestCgroup {
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        // Kill stragglers, then remove the directory (retry: the kernel frees it lazily).
+        // Kill stragglers, then remove the directory (retry: the kernel frees it lazily, and
+        // on a loaded machine 1 s was seen not to be enough: the directory stayed behind).
         let _ = std::fs::write(self.path.join("cgroup.kill"), b"1");
-        for _ in 0..50 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
             if std::fs::remove_dir(&self.path).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        eprintln!("NOTE: test cgroup {} could not be removed", self.path.display());
     }
 }
 
@@ -92,6 +95,8 @@ pub struct MonitorProcess {
     pub child: Child,
     lines: mpsc::Receiver<String>,
     pub seen: Vec<String>,
+    /// Every stderr (log) line so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl MonitorProcess {
@@ -115,18 +120,39 @@ impl MonitorProcess {
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let marker = ready_marker.map(str::to_string);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log_w = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[monitor] {line}");
-                if marker.as_deref().is_some_and(|m| line.contains(m)) {
+                let ready = marker.as_deref().is_some_and(|m| line.contains(m));
+                // Kept before the ready signal: whatever was logged before the marker can be
+                // read as soon as spawn returns.
+                if let Ok(mut l) = log_w.lock() {
+                    l.push(line);
+                }
+                if ready {
                     let _ = ready_tx.send(());
                 }
             }
         });
         if ready_marker.is_some() {
-            ready_rx.recv_timeout(Duration::from_secs(60)).context("monitor did not become ready in 60 s")?;
+            // Loading ~120 programs takes seconds; a loaded CI machine can take many more.
+            ready_rx.recv_timeout(Duration::from_secs(120)).context("monitor did not become ready in 120 s")?;
         }
-        Ok(MonitorProcess { child, lines: rx, seen: Vec::new() })
+        Ok(MonitorProcess { child, lines: rx, seen: Vec::new(), log })
+    }
+
+    /// The address the HTTP server bound (`--metrics-address 127.0.0.1:0` lets the kernel pick
+    /// a free port: no window in which another process on the machine can take it), from the
+    /// daemon's "Serving /metrics" log line, which comes before "Monitor ready".
+    pub fn metrics_address(&self) -> Result<String> {
+        let log = self.log.lock().map_err(|_| anyhow::anyhow!("log lock poisoned"))?;
+        log.iter()
+            .filter(|l| l.contains("Serving /metrics"))
+            .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("address=")))
+            .map(str::to_string)
+            .with_context(|| format!("no \"Serving /metrics ... address=\" line in the log: {log:?}"))
     }
 
     /// Wait up to `timeout` for a stdout line satisfying `pred`; every line seen is kept.
@@ -158,14 +184,16 @@ impl MonitorProcess {
     /// SIGTERM, then wait for exit.
     pub fn stop(mut self) -> Result<std::process::ExitStatus> {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Detaching ~120 programs and draining the rings is quick on an idle machine; the
+        // limit is for a loaded one (a hang still fails).
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(st) = self.child.try_wait()? {
                 return Ok(st);
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                bail!("monitor did not exit within 20 s of SIGTERM");
+                bail!("monitor did not exit within 60 s of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(50));
         }

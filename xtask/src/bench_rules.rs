@@ -1,7 +1,9 @@
-//! `cargo xtask bench rules`: events/s per core through the rule engine with the shipped rule
-//! set and Falco's stable set, at 1x, 10x and 100x the rule count (rules cloned under new
-//! names). Builds the monitor in release mode and runs its hidden `rules bench` command, so
-//! the figures are for optimised code whatever profile xtask itself runs in.
+//! `cargo xtask bench rules`: events per CPU-second through the rule engine with the shipped
+//! rule set and Falco's stable set, at 1x, 10x and 100x the rule count (rules cloned under new
+//! names, each copy with one term of its own). Each row compares, in the same run, rule-by-rule
+//! evaluation, the shared plan the daemon uses, and the plan with per-rule cost sampling on.
+//! Builds the monitor in release mode and runs its hidden `rules bench` command, so the figures
+//! are for optimised code whatever profile xtask itself runs in.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -233,6 +233,8 @@ impl Btf {
 /// Every offset the kernel programs need.
 pub fn offsets(btf: &Btf) -> Result<monitor_common::Offsets, BtfError> {
     let o = |p: &str| btf.offset(p);
+    let ctime = inode_time(btf, "ctime");
+    let mtime = inode_time(btf, "mtime");
     Ok(monitor_common::Offsets {
         task_real_parent: o("task_struct.real_parent")?,
         task_tgid: o("task_struct.tgid")?,
@@ -310,8 +312,35 @@ pub fn offsets(btf: &Btf) -> Result<monitor_common::Offsets, BtfError> {
         tp_uring_opcode: 0,
         tp_uring_flags: 0,
         tp_uring_op_str: 0,
-        _pad2: 0,
+        tp_exit_group_dead: 0,
+        upid_nr: o("upid.nr")?,
+        signal_pids: o("signal_struct.pids").unwrap_or(0),
+        inode_ctime_sec: ctime.0,
+        inode_ctime_nsec: ctime.1,
+        inode_mtime_sec: mtime.0,
+        inode_mtime_nsec: mtime.1,
     })
+}
+
+/// (seconds, nanoseconds) offsets of an inode time ("ctime", "mtime") under the names kernels
+/// have used: `i_X_sec`/`i_X_nsec` (6.11+), the `__i_X` timespec64 (6.6-6.10), `i_X` (older).
+/// (0, 0) when none is found: the programs then leave the times at 0.
+pub fn inode_time(btf: &Btf, which: &str) -> (u32, u32) {
+    if let (Ok(s), Ok(n)) = (
+        btf.offset(&format!("inode.i_{which}_sec")),
+        btf.offset(&format!("inode.i_{which}_nsec")),
+    ) {
+        return (s, n);
+    }
+    for name in [format!("inode.__i_{which}"), format!("inode.i_{which}")] {
+        if let (Ok(s), Ok(n)) = (
+            btf.offset(&format!("{name}.tv_sec")),
+            btf.offset(&format!("{name}.tv_nsec")),
+        ) {
+            return (s, n);
+        }
+    }
+    (0, 0)
 }
 
 #[cfg(test)]
@@ -388,6 +417,71 @@ mod tests {
         assert!(matches!(btf.offset("nope.a"), Err(BtfError::NoType(..))));
     }
 
+    /// (name, size, members as (name, type id, bit offset)).
+    type TestStruct<'a> = (&'a str, u32, &'a [(&'a str, u32, u32)]);
+
+    /// A BTF blob of one int type (id 1) and the given structs (ids 2..).
+    fn structs_blob(structs: &[TestStruct]) -> Vec<u8> {
+        let mut strings = b"\0int\0".to_vec();
+        let mut name = |s: &str| -> u32 {
+            let at = strings.len() as u32;
+            strings.extend_from_slice(s.as_bytes());
+            strings.push(0);
+            at
+        };
+        let mut t = Vec::new();
+        let push = |t: &mut Vec<u8>, v: u32| t.extend_from_slice(&v.to_le_bytes());
+        for v in [1, KIND_INT << 24, 8, 64] {
+            push(&mut t, v);
+        }
+        for (sname, size, members) in structs {
+            push(&mut t, name(sname));
+            push(&mut t, (KIND_STRUCT << 24) | members.len() as u32);
+            push(&mut t, *size);
+            for (m, ty, off) in members.iter() {
+                push(&mut t, name(m));
+                push(&mut t, *ty);
+                push(&mut t, *off);
+            }
+        }
+        let mut out = vec![0x9f, 0xeb, 1, 0];
+        for v in [24u32, 0, t.len() as u32, t.len() as u32, strings.len() as u32] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&t);
+        out.extend_from_slice(&strings);
+        out
+    }
+
+    #[test]
+    fn inode_times_under_each_kernel_naming() {
+        // 6.11+: separate second and nanosecond members.
+        let new = structs_blob(&[(
+            "inode",
+            64,
+            &[
+                ("i_mtime_sec", 1, 8 * 8),
+                ("i_ctime_sec", 1, 16 * 8),
+                ("i_mtime_nsec", 1, 28 * 8),
+                ("i_ctime_nsec", 1, 32 * 8),
+            ],
+        )]);
+        let btf = Btf::parse(&new).unwrap();
+        assert_eq!(inode_time(&btf, "ctime"), (16, 32));
+        assert_eq!(inode_time(&btf, "mtime"), (8, 28));
+        // 6.6-6.10: `__i_ctime` timespec64, `i_mtime` timespec64 (type id 2).
+        let mid = structs_blob(&[
+            ("timespec64", 16, &[("tv_sec", 1, 0), ("tv_nsec", 1, 64)]),
+            ("inode", 96, &[("i_mtime", 2, 40 * 8), ("__i_ctime", 2, 56 * 8)]),
+        ]);
+        let btf = Btf::parse(&mid).unwrap();
+        assert_eq!(inode_time(&btf, "ctime"), (56, 64));
+        assert_eq!(inode_time(&btf, "mtime"), (40, 48));
+        // Neither: the times are not captured.
+        let none = structs_blob(&[("inode", 8, &[("i_mode", 1, 0)])]);
+        assert_eq!(inode_time(&Btf::parse(&none).unwrap(), "ctime"), (0, 0));
+    }
+
     #[test]
     fn rejects_garbage() {
         assert!(Btf::parse(b"garbage").is_err());
@@ -404,5 +498,11 @@ mod tests {
         };
         let o = offsets(&btf).unwrap();
         assert!(o.task_cred > 0 && o.dentry_d_name > 0 && o.upid_size >= 16);
+        // Every kernel with BTF keeps both inode times under one of the known names, and the
+        // session pid in signal_struct (4.19+).
+        assert!(o.inode_ctime_sec > 0 && o.inode_mtime_sec > 0);
+        assert_ne!(o.inode_ctime_sec, o.inode_mtime_sec);
+        assert!(o.signal_pids > 0);
+        assert_eq!(o.upid_nr, 0);
     }
 }

@@ -27,11 +27,8 @@ pub fn hooks_for(kind: EventType) -> Option<Vec<(&'static str, String)>> {
 }
 
 /// Give the program its BTF offset, load and attach it; record the hook in `cov`. Never fatal.
-pub fn attach(ebpf: &mut Ebpf, cov: &mut Coverage) {
+pub fn attach(ebpf: &mut Ebpf, btf: &Btf, cov: &mut Coverage) {
     let r: Result<(), String> = (|| {
-        // Parsed again here (about as long as the first parse) to keep this module out of the
-        // loader's set-up; it happens once at start.
-        let btf = Btf::from_sys_fs().map_err(|e| format!("reading kernel BTF: {e}"))?;
         let off = btf
             .offset("mm_struct.task_size")
             .map_err(|e| format!("mm_struct.task_size not in BTF: {e}"))?;

@@ -47,6 +47,9 @@ pub fn main(args: Args) -> anyhow::Result<i32> {
 }
 
 /// Capture, attribute and write events as JSON lines until SIGINT/SIGTERM or a closed output.
+/// How long a stopping stream waits for the events still in the rings and queues.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn stream(filter: Filter, mut out: impl Write) -> anyhow::Result<i32> {
     let opts = CaptureOptions {
         ring_bulk_bytes: filter.ring_bulk_bytes,
@@ -61,8 +64,12 @@ pub fn stream(filter: Filter, mut out: impl Write) -> anyhow::Result<i32> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
         let EnrichedStream { capture, attributor: _attributor, mut events } =
             EnrichedStream::start(opts, AttributorOptions::default())?;
+        // Before "ready": a signal sent once the caller has seen it must reach the drain below.
+        let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let cov = capture.coverage();
         tracing::info!(
             attached = cov.attached.len(),
@@ -71,33 +78,53 @@ pub fn stream(filter: Filter, mut out: impl Write) -> anyhow::Result<i32> {
         );
         let pids: HashSet<u32> = filter.pids.iter().copied().collect();
         let cgroups: HashSet<u64> = filter.cgroups.iter().copied().collect();
-        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // False when the output is closed (e.g. piped into head): stop quietly.
+        let emit = |out: &mut dyn Write, ev: &crate::event::Event| -> bool {
+            if (!pids.is_empty() && !pids.contains(&ev.process.pid))
+                || (!cgroups.is_empty() && !cgroups.contains(&ev.cgroup_id))
+            {
+                return true;
+            }
+            writeln!(out, "{}", ev.to_json_line()).is_ok()
+        };
         // Flush at most every few ms, not per line: a storm of events must not turn into a
         // storm of write syscalls, and a reader still sees each event promptly.
         let mut flush = tokio::time::interval(std::time::Duration::from_millis(20));
+        let mut signalled = false;
         loop {
             tokio::select! {
                 ev = events.recv() => {
                     let Some(ev) = ev else { break };
-                    if (!pids.is_empty() && !pids.contains(&ev.process.pid))
-                        || (!cgroups.is_empty() && !cgroups.contains(&ev.cgroup_id))
-                    {
-                        continue;
-                    }
-                    if writeln!(out, "{}", ev.to_json_line()).is_err() {
-                        // Output closed (e.g. piped into head): stop quietly.
+                    if !emit(&mut out, &ev) {
                         break;
                     }
                 }
                 _ = flush.tick() => if out.flush().is_err() { break },
-                _ = tokio::signal::ctrl_c() => break,
-                _ = sigterm.recv() => break,
+                _ = sigint.recv() => { signalled = true; break }
+                _ = sigterm.recv() => { signalled = true; break }
+            }
+        }
+        let stats = capture.stats();
+        // Detach, then write what the rings and queues still hold: a recording ends with
+        // everything that happened before the signal, however far behind the reader was.
+        capture.shutdown();
+        if signalled {
+            let until = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
+            while let Ok(Some(ev)) = tokio::time::timeout_at(until, events.recv()).await {
+                if !emit(&mut out, &ev) {
+                    break;
+                }
             }
         }
         let _ = out.flush();
-        let stats = capture.stats();
-        capture.shutdown();
-        tracing::info!(?stats, "Capture stopped.");
+        // One field each (name=value), as scripts and `cargo xtask bench` read them.
+        tracing::info!(
+            events = stats.events,
+            kernel_dropped = stats.kernel_dropped,
+            queue_dropped = stats.queue_dropped,
+            decode_errors = stats.decode_errors,
+            "Capture stopped."
+        );
         Ok(0)
     })
 }

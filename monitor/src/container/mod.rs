@@ -35,6 +35,9 @@
 //! real runtimes in `tests/tests/containers.rs`; CRI-O and docker against their file layouts
 //! only (unit tests), as neither runs on the test machines.
 //!
+//! File events of a container's processes also get `fd.host_path` (the file's path on the host,
+//! through the bundle's rootfs and bind mounts; exact and approximate cases in [`hostpath`]).
+//!
 //! Image repository/tag/digest are split from the reference (`registry:5000/ns/app:tag@digest`).
 //! A container whose runtime state is still missing after the retry hold goes on with what its
 //! cgroup path alone says: `id`/`full_id` and, when the pattern names it, `runtime` (plus the
@@ -74,6 +77,7 @@
 //! - `ctr`-created containers have no image on disk outside containerd's bolt database.
 
 pub mod cgroup;
+pub mod hostpath;
 pub mod oci;
 pub mod runtime;
 pub mod stage;
@@ -91,6 +95,7 @@ pub use runtime::{Record, RuntimeRoots};
 pub use stage::spawn_stage;
 
 use crate::event::{Container, Event, HOST_CONTAINER_ID, K8s};
+use crate::metrics::register;
 
 static TRACKED: LazyLock<IntGauge> = LazyLock::new(|| {
     register(IntGauge::new(
@@ -138,15 +143,6 @@ pub fn register_metrics() {
     LazyLock::force(&WALKS);
     LazyLock::force(&CACHE_EVICTIONS);
     stage::register_metrics();
-}
-
-fn register<T: prometheus::core::Collector + Clone + 'static>(
-    m: Result<T, prometheus::Error>,
-) -> T {
-    let m = m.expect("valid metric");
-    // A second registration (tests creating several attributors) is harmless.
-    let _ = prometheus::default_registry().register(Box::new(m.clone()));
-    m
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -248,9 +244,32 @@ struct Tracked {
     removed_at: Option<Instant>,
 }
 
+/// What attribution hands to each event of a container.
+struct Known {
+    /// Shared by every event of the container: attribution is a reference count, not a copy.
+    container: Arc<Container>,
+    fs: Option<Arc<hostpath::FsView>>,
+}
+
+impl Known {
+    fn of(t: &Tracked) -> Arc<Known> {
+        Arc::new(Known {
+            container: Arc::new(t.container.clone()),
+            fs: t.record.fs_view.clone(),
+        })
+    }
+
+    fn apply(&self, ev: &mut Event) {
+        ev.container = self.container.clone();
+        if let Some(fs) = &self.fs {
+            hostpath::fill(ev, fs);
+        }
+    }
+}
+
 #[derive(Clone)]
 enum Class {
-    Container(Arc<Container>),
+    Container(Arc<Known>),
     /// Not a container cgroup; `root` is the cgroup2 root.
     NotContainer {
         root: bool,
@@ -259,7 +278,8 @@ enum Class {
 
 #[derive(Default)]
 struct Inner {
-    by_cgroup: HashMap<u64, Class>,
+    /// Looked up for every event: FxHash, as cgroup ids are the kernel's, not chosen.
+    by_cgroup: rustc_hash::FxHashMap<u64, Class>,
     containers: HashMap<String, Tracked>,
     /// Container cgroup path -> full id, for cgroups that match no naming pattern.
     by_path: HashMap<String, String>,
@@ -310,10 +330,6 @@ pub fn is_foreign_namespace(
     differs(pidns, host_pidns) || (in_root_cgroup && differs(mntns, host_mntns))
 }
 
-fn ns_inode(path: &Path) -> Option<u64> {
-    std::fs::metadata(path).ok().map(|m| m.ino())
-}
-
 impl Attributor {
     pub fn new(opts: AttributorOptions) -> Result<Attributor, AttributorError> {
         register_metrics();
@@ -329,8 +345,7 @@ impl Attributor {
             .ino();
         let ns = |kind: &str, given: Option<u64>| {
             given
-                .or_else(|| ns_inode(&opts.proc_root.join("1/ns").join(kind)))
-                .or_else(|| ns_inode(&opts.proc_root.join("self/ns").join(kind)))
+                .or_else(|| crate::nsfs::host_ns_inode(&opts.proc_root, kind).ok())
                 .unwrap_or(0)
         };
         let host_pidns = ns("pid", opts.host_pidns);
@@ -374,6 +389,14 @@ impl Attributor {
     /// many live (not removed) containers are tracked afterwards. Also marks containers whose
     /// state vanished as removed and forgets those removed longer than the grace period.
     pub fn discover(&self) -> usize {
+        self.discover_inner(false)
+    }
+
+    /// `retry_failed`: also look up ids whose lookup failed recently. A miss on a cgroup that
+    /// matches no naming pattern asks for it: that container's state dir may have been listed
+    /// half-written a moment ago (runc creates it before state.json), and the backoff would
+    /// otherwise outlast the retry hold.
+    fn discover_inner(&self, retry_failed: bool) -> usize {
         let ids = runtime::list_ids(&self.opts.roots);
         let now = Instant::now();
         let mut fresh = Vec::new();
@@ -386,10 +409,11 @@ impl Attributor {
                     .is_some_and(|t| t.removed_at.is_none());
                 // Stopped containers keep their state (podman's storage): do not re-read them
                 // on every scan.
-                let failed_recently = inner
-                    .failed_lookups
-                    .get(id)
-                    .is_some_and(|t| now.duration_since(*t) < FAILED_LOOKUP_BACKOFF);
+                let failed_recently = !retry_failed
+                    && inner
+                        .failed_lookups
+                        .get(id)
+                        .is_some_and(|t| now.duration_since(*t) < FAILED_LOOKUP_BACKOFF);
                 if !tracked && !failed_recently {
                     fresh.push(id.clone());
                 }
@@ -454,7 +478,7 @@ impl Attributor {
         // Entries for forgotten containers may remain under other cgroup ids (child cgroups).
         let live: std::collections::HashSet<String> = inner.containers.keys().cloned().collect();
         inner.by_cgroup.retain(|_, c| match c {
-            Class::Container(c) => live.contains(&c.full_id),
+            Class::Container(c) => live.contains(&c.container.full_id),
             Class::NotContainer { .. } => true,
         });
         let n = inner
@@ -490,7 +514,10 @@ impl Attributor {
                     .retain(|_, c| !matches!(c, Class::NotContainer { root: false }));
             }
         }
-        let shared = Arc::new(container.clone());
+        let shared = Arc::new(Known {
+            container: Arc::new(container.clone()),
+            fs: rec.fs_view.clone(),
+        });
         if let Some(cg) = cgroup_id {
             Self::cache_insert(
                 &mut inner.by_cgroup,
@@ -518,7 +545,7 @@ impl Attributor {
         );
     }
 
-    fn cache_insert(map: &mut HashMap<u64, Class>, cap: usize, id: u64, class: Class) {
+    fn cache_insert(map: &mut rustc_hash::FxHashMap<u64, Class>, cap: usize, id: u64, class: Class) {
         if map.len() >= cap && !map.contains_key(&id) {
             // Non-container entries are cheap to recompute; container ones also back late events.
             map.retain(|_, c| {
@@ -550,7 +577,7 @@ impl Attributor {
         };
         match class {
             Class::Container(c) => {
-                ev.container = (*c).clone();
+                c.apply(ev);
                 Attribution::Found
             }
             Class::NotContainer { root } => {
@@ -562,12 +589,12 @@ impl Attributor {
                         && self.rescan_for_path(&path)
                         && let Some(Class::Container(c)) = self.resolve(ev)
                     {
-                        ev.container = (*c).clone();
+                        c.apply(ev);
                         return Attribution::Found;
                     }
                     return Attribution::NotYet;
                 }
-                ev.container = (*self.host_container).clone();
+                ev.container = Arc::clone(&self.host_container);
                 Attribution::Host
             }
         }
@@ -612,7 +639,7 @@ impl Attributor {
             }
         }
         c.metadata_complete = false;
-        ev.container = c;
+        ev.container = Arc::new(c);
     }
 
     /// Resolve an uncached cgroup id. None = not attributable yet.
@@ -666,24 +693,18 @@ impl Attributor {
         class
     }
 
-    fn known(&self, full_id: &str) -> Option<Arc<Container>> {
+    fn known(&self, full_id: &str) -> Option<Arc<Known>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner
-            .containers
-            .get(full_id)
-            .map(|t| Arc::new(t.container.clone()))
+        inner.containers.get(full_id).map(Known::of)
     }
 
     /// The container owning `path` or one of its ancestors, by recorded cgroup paths.
-    fn container_by_path(&self, path: &str) -> Option<Arc<Container>> {
+    fn container_by_path(&self, path: &str) -> Option<Arc<Known>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let mut p = path;
         loop {
             if let Some(id) = inner.by_path.get(p) {
-                return inner
-                    .containers
-                    .get(id)
-                    .map(|t| Arc::new(t.container.clone()));
+                return inner.containers.get(id).map(Known::of);
             }
             match p.rfind('/') {
                 Some(0) | None => return None,
@@ -704,7 +725,7 @@ impl Attributor {
             }
             w.last_rescan = Some(Instant::now());
         }
-        self.discover();
+        self.discover_inner(true);
         if self.container_by_path(path).is_none() {
             return false;
         }

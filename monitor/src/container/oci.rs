@@ -63,6 +63,26 @@ pub struct Spec {
     pub annotations: BTreeMap<String, String>,
     pub process: Option<SpecProcess>,
     pub linux: Option<SpecLinux>,
+    /// The container's root filesystem (for `fd.host_path`).
+    pub root: Option<SpecRoot>,
+    pub mounts: Vec<SpecMount>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SpecRoot {
+    /// Absolute, or relative to the bundle directory.
+    pub path: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SpecMount {
+    pub destination: Option<String>,
+    #[serde(rename = "type")]
+    pub typ: Option<String>,
+    pub source: Option<String>,
+    pub options: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -83,6 +103,8 @@ pub struct SpecLinux {
     pub resources: Option<SpecResources>,
     #[serde(rename = "cgroupsPath")]
     pub cgroups_path: Option<String>,
+    #[serde(rename = "maskedPaths")]
+    pub masked_paths: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -403,7 +425,7 @@ mod tests {
             }),
             linux: Some(SpecLinux {
                 resources: Some(SpecResources { devices }),
-                cgroups_path: None,
+                ..Default::default()
             }),
             ..Default::default()
         };

@@ -72,6 +72,8 @@ pub struct Record {
     pub namespace: Option<String>,
     /// True when the runtime's own description (bundle config) was read.
     pub config_read: bool,
+    /// The root filesystem and mounts the bundle declares (for `fd.host_path`).
+    pub fs_view: Option<std::sync::Arc<super::hostpath::FsView>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -288,6 +290,7 @@ fn from_bundle(dir: &Path, id: &str, default_runtime: &'static str) -> Record {
     match oci::read_spec(&dir.join("config.json")) {
         Ok(spec) => {
             let mut r = from_spec(&spec, id, default_runtime, true);
+            r.fs_view = super::hostpath::FsView::from_spec(&spec, dir).map(std::sync::Arc::new);
             r.bundle = Some(dir.to_path_buf());
             r
         }

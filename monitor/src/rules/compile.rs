@@ -94,6 +94,38 @@ pub struct Compiler<'a> {
     pub unsupported_used: Vec<String>,
     /// Reject monitor extensions (own fields, own event types): the file must load in Falco.
     pub falco_only: bool,
+    /// Every field the compiled condition refers to, macros included, in order of first use
+    /// (the field-coverage test checks that live events fill each one).
+    pub used: Vec<FieldUse>,
+}
+
+/// A field a rule refers to: as written (`proc.aname[2]`, `evt.arg.flags`), and its
+/// resolution (`None` for a field Falco defines but the monitor's events never carry).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FieldUse {
+    pub text: String,
+    pub field: Option<FieldRef>,
+}
+
+impl FieldUse {
+    pub fn new(name: &str, arg: Option<&str>, field: Option<FieldRef>) -> FieldUse {
+        let text = match arg {
+            Some(a) => format!("{name}[{a}]"),
+            None => name.to_string(),
+        };
+        // Transformers change the value, not whether the event carries the field.
+        let field = field.map(|mut f| {
+            f.transformers.clear();
+            f
+        });
+        FieldUse { text, field }
+    }
+
+    fn push_unique(list: &mut Vec<FieldUse>, u: FieldUse) {
+        if !list.contains(&u) {
+            list.push(u);
+        }
+    }
 }
 
 /// Where a literal sits: an offset in the condition being compiled, or a list item's own
@@ -139,6 +171,7 @@ impl<'a> Compiler<'a> {
             warned: HashSet::new(),
             unsupported_used: Vec::new(),
             falco_only: false,
+            used: Vec::new(),
         }
     }
 
@@ -231,6 +264,10 @@ impl<'a> Compiler<'a> {
                     Some(a) => format!("{}[{a}]", f.name),
                     None => f.name.clone(),
                 };
+                FieldUse::push_unique(
+                    &mut self.used,
+                    FieldUse::new(&f.name, f.arg.as_deref(), None),
+                );
                 if self.warned.insert(full.clone()) {
                     self.warn(
                         Code::UnsupportedField,
@@ -280,14 +317,16 @@ impl<'a> Compiler<'a> {
             }
             ts.push(tr);
         }
-        Some(Some((
-            FieldRef {
-                id: spec.id,
-                arg,
-                transformers: ts,
-            },
-            ty,
-        )))
+        let field = FieldRef {
+            id: spec.id,
+            arg,
+            transformers: ts,
+        };
+        FieldUse::push_unique(
+            &mut self.used,
+            FieldUse::new(&f.name, f.arg.as_deref(), Some(field.clone())),
+        );
+        Some(Some((field, ty)))
     }
 
     /// Expand a list literal: bare items naming a list are replaced by its items (recursively).

@@ -38,6 +38,7 @@ pub enum ArgKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Id {
     EvtType,
+    EvtNum,
     EvtDir,
     EvtRes,
     EvtRawRes,
@@ -66,9 +67,11 @@ pub enum Id {
     ProcPname,
     ProcPcmdline,
     ProcPexePath,
+    ProcPexe,
     ProcAname,
     ProcApid,
     ProcAexePath,
+    ProcAexe,
     ProcCwd,
     ProcTty,
     ProcDuration,
@@ -81,12 +84,22 @@ pub enum Id {
     ProcStdoutType,
     ProcStderrType,
     ProcArgsTruncated,
+    ProcVpid,
+    ProcPvpid,
+    ThreadVtid,
+    ProcSname,
+    ProcIsSidLeader,
+    ProcExeInoCtime,
+    ProcExeInoMtime,
+    ProcExeInoCtimeDurationProcStart,
     ThreadCapEffective,
     UserUid,
     UserRuid,
     UserName,
     UserLoginUid,
+    UserLoginName,
     GroupGid,
+    GroupName,
     FdNum,
     FdType,
     FdTypeChar,
@@ -115,6 +128,8 @@ pub enum Id {
     FdL4Proto,
     FdSockFamily,
     FdNetSource,
+    FdConnected,
+    FdNameChanged,
     ContainerId,
     ContainerFullId,
     ContainerName,
@@ -175,6 +190,14 @@ pub static FIELDS: &[Spec] = &[
         None,
         0,
         "syscall name (execve, openat ...), `procexit`"
+    ),
+    spec!(
+        "evt.num",
+        EvtNum,
+        Int,
+        None,
+        1,
+        "this daemon's event number, from 1, in kernel-time order; a gap is an event dropped before the rules; absent on events not numbered (fixtures, older recordings)"
     ),
     spec!(
         "evt.dir",
@@ -331,6 +354,14 @@ pub static FIELDS: &[Spec] = &[
         "parent's executable path"
     ),
     spec!(
+        "proc.pexe",
+        ProcPexe,
+        Str,
+        None,
+        1,
+        "parent's argv[0] (kept up to 256 bytes; a longer one ends in `...`)"
+    ),
+    spec!(
         "proc.aname",
         ProcAname,
         Str,
@@ -353,6 +384,14 @@ pub static FIELDS: &[Spec] = &[
         OptIndex,
         2,
         "ancestor executable path, as proc.aname"
+    ),
+    spec!(
+        "proc.aexe",
+        ProcAexe,
+        Str,
+        OptIndex,
+        2,
+        "ancestor argv[0], as proc.aname ([0] is proc.exe)"
     ),
     spec!(
         "proc.cwd",
@@ -451,6 +490,70 @@ pub static FIELDS: &[Spec] = &[
         "argv was cut at the capture bound (own)"
     ),
     spec!(
+        "proc.vpid",
+        ProcVpid,
+        Int,
+        None,
+        1,
+        "pid in the process' own pid namespace (1 for a container's init)"
+    ),
+    spec!(
+        "proc.pvpid",
+        ProcPvpid,
+        Int,
+        None,
+        1,
+        "the parent's proc.vpid (process table; absent when the parent is unknown)"
+    ),
+    spec!(
+        "thread.vtid",
+        ThreadVtid,
+        Int,
+        None,
+        1,
+        "tid in the thread's own pid namespace"
+    ),
+    spec!(
+        "proc.sname",
+        ProcSname,
+        Str,
+        None,
+        1,
+        "comm of the session leader (process table; absent when the leader is unknown)"
+    ),
+    spec!(
+        "proc.is_sid_leader",
+        ProcIsSidLeader,
+        Bool,
+        None,
+        1,
+        "the process leads its session"
+    ),
+    spec!(
+        "proc.exe_ino.ctime",
+        ProcExeInoCtime,
+        Int,
+        None,
+        1,
+        "ctime of the executable's inode at exec, ns since the epoch"
+    ),
+    spec!(
+        "proc.exe_ino.mtime",
+        ProcExeInoMtime,
+        Int,
+        None,
+        1,
+        "mtime of the executable's inode at exec, ns since the epoch"
+    ),
+    spec!(
+        "proc.exe_ino.ctime_duration_proc_start",
+        ProcExeInoCtimeDurationProcStart,
+        Int,
+        None,
+        1,
+        "ns from the executable inode's ctime to the process' start"
+    ),
+    spec!(
         "thread.cap_effective",
         ThreadCapEffective,
         Str,
@@ -476,7 +579,23 @@ pub static FIELDS: &[Spec] = &[
         1,
         "audit login uid, -1 when unset"
     ),
+    spec!(
+        "user.loginname",
+        UserLoginName,
+        Str,
+        None,
+        2,
+        "name of user.loginuid, as user.name; absent when the loginuid is unset"
+    ),
     spec!("group.gid", GroupGid, Int, None, 1, "effective gid"),
+    spec!(
+        "group.name",
+        GroupName,
+        Str,
+        None,
+        2,
+        "name of group.gid: root, or the host's /etc/group for host processes"
+    ),
     spec!("fd.num", FdNum, Int, None, 1, "fd number"),
     spec!(
         "fd.type",
@@ -632,6 +751,22 @@ pub static FIELDS: &[Spec] = &[
         "`kernel` or `user`: who supplied the address (own)"
     ),
     spec!(
+        "fd.connected",
+        FdConnected,
+        Bool,
+        None,
+        1,
+        "IP sockets: the socket has a peer. True after connect (success or EINPROGRESS, as Falco), for accepted fds and for a send the kernel shows a peer for (a successful TCP send); false for socket/bind/listen and for a non-TCP send that names its destination: the event keeps the named address, not the kernel's peer, so such a send on a connected UDP socket reads false. Absent on other events"
+    ),
+    spec!(
+        "fd.name_changed",
+        FdNameChanged,
+        Bool,
+        None,
+        1,
+        "IP sockets: the call set the socket's tuple: connect (success or EINPROGRESS), a non-TCP send naming its destination (Falco's `outbound` UDP branch), a TCP Fast Open send. Falco compares with the fd's previous name; events keep no per-fd state, so every send naming a destination counts, a repeat to the same address included. False on other socket events"
+    ),
+    spec!(
         "container.id",
         ContainerId,
         Str,
@@ -744,7 +879,6 @@ pub static FIELDS: &[Spec] = &[
 
 /// Falco fields the monitor's events do not carry, with the reason reported to the user.
 pub static UNSUPPORTED: &[(&str, &str)] = &[
-    ("evt.num", "events carry no sequence number"),
     ("evt.cpu", "events carry no CPU number"),
     ("evt.buffer", "I/O buffers are not captured"),
     ("evt.latency", "only the exit of a syscall is captured"),
@@ -753,44 +887,32 @@ pub static UNSUPPORTED: &[(&str, &str)] = &[
     ("evt.is_io_read", "read/write syscalls are not captured"),
     ("evt.is_io_write", "read/write syscalls are not captured"),
     (
-        "proc.pexe",
-        "the parent's argv[0] is not kept in the ancestry",
+        "proc.env",
+        "the environment is not captured (capture would copy a bounded env_start..env_end of the new mm at exec)",
     ),
     (
-        "proc.aexe",
-        "ancestors' argv[0] is not kept in the ancestry",
+        "proc.aenv",
+        "the environment is not captured (capture would copy a bounded env_start..env_end of the new mm at exec)",
     ),
-    ("proc.env", "the environment is not captured"),
-    ("proc.aenv", "the environment is not captured"),
-    ("proc.sname", "session leaders are not tracked"),
-    ("proc.sid", "session ids are not tracked"),
-    ("proc.is_sid_leader", "session ids are not tracked"),
+    (
+        "proc.sid",
+        "session ids are captured as the host numbers them, not in the process' own pid namespace",
+    ),
     ("proc.vpgid", "process groups are not tracked"),
     ("proc.vpgid.name", "process groups are not tracked"),
     ("proc.vpgid.exe", "process groups are not tracked"),
     ("proc.vpgid.exepath", "process groups are not tracked"),
     ("proc.is_vpgid_leader", "process groups are not tracked"),
-    ("proc.vpid", "pid-namespace pids are not captured"),
-    ("proc.pvpid", "pid-namespace pids are not captured"),
-    ("thread.vtid", "pid-namespace tids are not captured"),
+
     ("proc.ppid.duration", "the parent's start time is not kept"),
     ("proc.pid.ts", "use proc.start_ts"),
-    ("proc.exe_ino", "executable inode is not captured"),
     (
-        "proc.exe_ino.ctime",
-        "executable inode times are not captured",
-    ),
-    (
-        "proc.exe_ino.mtime",
-        "executable inode times are not captured",
-    ),
-    (
-        "proc.exe_ino.ctime_duration_proc_start",
-        "executable inode times are not captured",
+        "proc.exe_ino",
+        "the executable's inode number is not captured (only its times)",
     ),
     (
         "proc.exe_ino.ctime_duration_pidns_start",
-        "executable inode times are not captured",
+        "pid namespace start is not captured",
     ),
     (
         "proc.pidns_init_start_ts",
@@ -815,13 +937,12 @@ pub static UNSUPPORTED: &[(&str, &str)] = &[
         "thread.cap_inheritable",
         "only the effective capability set is captured",
     ),
-    ("user.loginname", "login names are not resolved"),
     ("user.homedir", "passwd entries are not resolved"),
     ("user.shell", "passwd entries are not resolved"),
-    ("group.name", "group names are not resolved"),
-    ("fd.connected", "socket state is not tracked"),
-    ("fd.name_changed", "socket state is not tracked"),
-    ("fd.sip.name", "DNS names of addresses are not resolved"),
+    (
+        "fd.sip.name",
+        "DNS names of addresses are not resolved (no DNS answers are captured; compare fd.sip with addresses instead)",
+    ),
     ("fd.cip.name", "DNS names of addresses are not resolved"),
     ("fd.rip.name", "DNS names of addresses are not resolved"),
     ("fd.lip.name", "DNS names of addresses are not resolved"),
@@ -957,7 +1078,7 @@ pub fn lookup(name: &str, arg: Option<&str>) -> Lookup {
         (ArgKind::Key, Some(a)) => {
             if spec.id == Id::EvtArg && a.trim().parse::<usize>().is_ok() {
                 return Lookup::Unsupported(
-                    "positional `evt.arg[N]`: events keep arguments by name; use evt.arg.<name>",
+                    "positional `evt.arg[N]`: events keep arguments by name, not in Falco's per-event parameter order; use evt.arg.<name> (names in rules/README.md)",
                 );
             }
             FArg::Key(a.trim().to_string())
@@ -1052,6 +1173,11 @@ fn opt_s(s: &Option<String>) -> V<'_> {
     }
 }
 
+/// 0 is "not captured" for ids and times that are never 0 on a live process.
+fn nonzero(v: i64) -> V<'static> {
+    if v == 0 { V::Absent } else { V::I(v) }
+}
+
 fn nonempty(s: &str) -> V<'_> {
     if s.is_empty() {
         V::Absent
@@ -1116,29 +1242,54 @@ fn local_is_server(k: EventType) -> bool {
 
 /// uid -> name from the host's /etc/passwd, read once. Only used for host processes: a
 /// container has its own passwd database.
-static HOST_USERS: LazyLock<HashMap<u32, String>> = LazyLock::new(|| {
-    let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.split(':');
-            let name = it.next()?;
-            let uid = it.nth(1)?.parse().ok()?;
-            Some((uid, name.to_string()))
-        })
-        .collect()
-});
+static HOST_USERS: LazyLock<HashMap<u32, String>> =
+    LazyLock::new(|| id_names(&std::fs::read_to_string("/etc/passwd").unwrap_or_default()));
 
-fn user_name(ev: &Event) -> V<'static> {
-    let uid = ev.process.euid;
-    if uid == 0 {
+/// gid -> name from the host's /etc/group, read once; host processes only, as HOST_USERS.
+static HOST_GROUPS: LazyLock<HashMap<u32, String>> =
+    LazyLock::new(|| id_names(&std::fs::read_to_string("/etc/group").unwrap_or_default()));
+
+/// `name:password:id:...` lines (passwd and group share the first three columns) -> id -> name.
+/// Malformed lines are skipped; the first entry for an id wins, as getpwuid(3) would.
+fn id_names(text: &str) -> HashMap<u32, String> {
+    let mut out = HashMap::new();
+    for l in text.lines() {
+        let mut it = l.split(':');
+        let (Some(name), Some(id)) = (it.next(), it.nth(1)) else {
+            continue;
+        };
+        if let Ok(id) = id.parse::<u32>()
+            && !name.is_empty()
+        {
+            out.entry(id).or_insert_with(|| name.to_string());
+        }
+    }
+    out
+}
+
+/// Name of a uid or gid: `root` for 0 (in every container too), the host's database for host
+/// processes, otherwise absent: a container's own /etc/passwd is not read.
+fn id_name(id: u32, ev: &Event, host: &'static HashMap<u32, String>) -> V<'static> {
+    if id == 0 {
         return V::S(Cow::Borrowed("root"));
     }
     if ev.container.id == HOST_CONTAINER_ID
-        && let Some(n) = HOST_USERS.get(&uid)
+        && let Some(n) = host.get(&id)
     {
-        return V::S(Cow::Owned(n.clone()));
+        return V::S(Cow::Borrowed(n.as_str()));
     }
     V::Absent
+}
+
+/// Does the event carry a value for the field (before transformers)? For a multi-valued field,
+/// at least one element. The field-coverage test asks this of live events.
+pub fn is_filled(f: &FieldRef, ev: &Event) -> bool {
+    let cx = Ctx::new(ev);
+    match extract_raw(f, &cx) {
+        V::Absent => false,
+        V::Many(items) => items.iter().any(|x| !matches!(x, V::Absent)),
+        _ => true,
+    }
 }
 
 /// Extract a field (before transformers).
@@ -1197,14 +1348,15 @@ fn b64_decode(s: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&out).into_owned())
 }
 
-fn ancestor_at(ev: &Event, n: usize) -> Option<(&str, u32, &str)> {
+/// (comm, pid, exepath, argv[0]) of the process (0) or its n-th ancestor.
+fn ancestor_at(ev: &Event, n: usize) -> Option<(&str, u32, &str, &str)> {
     let p = &ev.process;
     if n == 0 {
-        Some((&p.comm, p.pid, &p.exepath))
+        Some((&p.comm, p.pid, &p.exepath, &p.exe))
     } else {
         p.ancestors
             .get(n - 1)
-            .map(|a| (a.comm.as_str(), a.pid, a.exepath.as_str()))
+            .map(|a| (a.comm.as_str(), a.pid, a.exepath.as_str(), a.exe.as_str()))
     }
 }
 
@@ -1215,6 +1367,10 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
     let net = fd.and_then(|f| f.net.as_ref());
     match f.id {
         Id::EvtType => V::S(Cow::Borrowed(ev.kind.name())),
+        Id::EvtNum => match ev.num {
+            0 => V::Absent,
+            n => V::I(i64::try_from(n).unwrap_or(i64::MAX)),
+        },
         Id::EvtDir => V::S(Cow::Borrowed("<")),
         Id::EvtRes => {
             if ev.ret >= 0 {
@@ -1294,7 +1450,7 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
         Id::ProcCmdline => V::S(Cow::Borrowed(cx.cmdline.get_or_init(|| {
             let a = cx.args();
             if a.is_empty() {
-                p.comm.clone()
+                p.comm.to_string()
             } else {
                 format!("{} {a}", p.comm)
             }
@@ -1326,10 +1482,12 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
             .ancestors
             .first()
             .map_or(V::Absent, |a| nonempty(&a.exepath)),
-        Id::ProcAname | Id::ProcApid | Id::ProcAexePath => {
-            let pick = |(comm, pid, exe): (&'a str, u32, &'a str)| match f.id {
+        Id::ProcPexe => p.ancestors.first().map_or(V::Absent, |a| nonempty(&a.exe)),
+        Id::ProcAname | Id::ProcApid | Id::ProcAexePath | Id::ProcAexe => {
+            let pick = |(comm, pid, exepath, exe): (&'a str, u32, &'a str, &'a str)| match f.id {
                 Id::ProcAname => V::S(Cow::Borrowed(comm)),
                 Id::ProcApid => V::I(i64::from(pid)),
+                Id::ProcAexePath => nonempty(exepath),
                 _ => nonempty(exe),
             };
             match f.arg {
@@ -1361,14 +1519,39 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
         Id::ProcStdoutType => V::S(Cow::Borrowed(fdtype_name(p.stdio[1]))),
         Id::ProcStderrType => V::S(Cow::Borrowed(fdtype_name(p.stdio[2]))),
         Id::ProcArgsTruncated => V::B(p.args_truncated),
+        Id::ProcVpid => nonzero(i64::from(p.vpid)),
+        Id::ProcPvpid => p.pvpid.map_or(V::Absent, |v| V::I(i64::from(v))),
+        Id::ThreadVtid => nonzero(i64::from(p.vtid)),
+        Id::ProcSname => nonempty(&p.sname),
+        Id::ProcIsSidLeader => {
+            if p.sid == 0 {
+                V::Absent
+            } else {
+                V::B(p.sid == p.pid)
+            }
+        }
+        Id::ProcExeInoCtime => nonzero(i64::try_from(p.exe_ino_ctime).unwrap_or(i64::MAX)),
+        Id::ProcExeInoMtime => nonzero(i64::try_from(p.exe_ino_mtime).unwrap_or(i64::MAX)),
+        Id::ProcExeInoCtimeDurationProcStart => {
+            if p.exe_ino_ctime == 0 || p.start_ts == 0 {
+                V::Absent
+            } else {
+                // Negative when the inode changed after the process started (Falco's too).
+                V::I((i128::from(p.start_ts) - i128::from(p.exe_ino_ctime)) as i64)
+            }
+        }
         Id::ThreadCapEffective => V::S(Cow::Borrowed(
             cx.caps.get_or_init(|| render_caps(p.cap_effective)),
         )),
         Id::UserUid => V::I(i64::from(p.euid)),
         Id::UserRuid => V::I(i64::from(p.uid)),
-        Id::UserName => user_name(ev),
+        Id::UserName => id_name(p.euid, ev, &HOST_USERS),
         Id::UserLoginUid => V::I(p.loginuid.map_or(-1, i64::from)),
+        Id::UserLoginName => p
+            .loginuid
+            .map_or(V::Absent, |uid| id_name(uid, ev, &HOST_USERS)),
         Id::GroupGid => V::I(i64::from(p.egid)),
+        Id::GroupName => id_name(p.egid, ev, &HOST_GROUPS),
         Id::FdNum => fd.and_then(|f| f.num).map_or(V::Absent, V::I),
         Id::FdType => fd.map_or(V::Absent, |f| {
             if f.typ == FdType::None {
@@ -1469,6 +1652,8 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
             _ => V::Absent,
         }),
         Id::FdNetSource => net.map_or(V::Absent, |n| V::S(Cow::Borrowed(source_name(n.source)))),
+        Id::FdConnected => socket_state(ev).map_or(V::Absent, |s| s.connected.map_or(V::Absent, V::B)),
+        Id::FdNameChanged => socket_state(ev).map_or(V::Absent, |s| V::B(s.name_changed)),
         Id::ContainerId => V::S(Cow::Borrowed(&ev.container.id)),
         Id::ContainerFullId => nonempty(&ev.container.full_id),
         Id::ContainerName => nonempty(&ev.container.name),
@@ -1517,6 +1702,61 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
     }
 }
 
+/// What one event shows of its IP socket's state: Falco's `fd.connected` (None when the event
+/// cannot tell) and `fd.name_changed`. Falco keeps a table of every fd and compares each
+/// event's tuple with the fd's previous one; events here carry no per-fd state, so both are
+/// read from the event alone (see the fields' docs for where that differs).
+struct SocketState {
+    connected: Option<bool>,
+    name_changed: bool,
+}
+
+const EINPROGRESS: i64 = 115;
+const MSG_FASTOPEN: i64 = 0x2000_0000;
+
+fn socket_state(ev: &Event) -> Option<SocketState> {
+    let fd = ev.fd.as_ref()?;
+    let net = fd.net.as_ref()?;
+    // Falco defines both for TCP/UDP (and raw) sockets; unix sockets have no tuple to change.
+    if !matches!(fd.typ, FdType::Ipv4 | FdType::Ipv6) {
+        return None;
+    }
+    let state = |connected, name_changed| {
+        Some(SocketState {
+            connected,
+            name_changed,
+        })
+    };
+    match ev.kind {
+        // As Falco without connection tracking: in progress counts as connected.
+        EventType::Connect => {
+            let set = ev.ret == 0 || ev.ret == -EINPROGRESS;
+            state(Some(set), set)
+        }
+        EventType::Accept | EventType::Accept4 => state(Some(ev.ret >= 0), false),
+        EventType::Socket | EventType::Bind | EventType::Listen => state(Some(false), false),
+        EventType::Sendto | EventType::Sendmsg | EventType::Sendmmsg => {
+            let named = net.source == Source::User;
+            if net.l4proto == "tcp" {
+                // A TCP send only succeeds on an established connection, and the kernel
+                // ignores a destination given with it, except for a Fast Open send, which
+                // connects to it.
+                let fastopen = raw_arg(ev, "flags").is_some_and(|f| f & MSG_FASTOPEN != 0);
+                state(Some(ev.ret >= 0), named && fastopen && ev.ret >= 0)
+            } else if named {
+                state(Some(false), true)
+            } else {
+                // No destination named: the send went to the socket's kernel peer, if any.
+                let peer = net.server_ip.is_some() || net.server_port.is_some();
+                state(Some(peer), false)
+            }
+        }
+        // The cgroup sendmsg hook runs for a UDP send that names its destination.
+        EventType::SockSendmsg => state(Some(false), true),
+        _ => state(None, false),
+    }
+}
+
 fn source_name(s: Source) -> &'static str {
     match s {
         Source::Kernel => "kernel",
@@ -1528,6 +1768,32 @@ fn source_name(s: Source) -> &'static str {
 /// events keep the paths in `fd`; map the usual argument names onto them when the decoder
 /// did not also put them in `args`.
 fn arg_fallback<'a>(ev: &'a Event, key: &str) -> V<'a> {
+    // mount(2): Falco's exit event names its arguments dev, dir and type; the decoder keeps
+    // them as source, the fd path and fstype. Without these aliases the shipped mount rule's
+    // output rendered <NA> for all three (seen while listing fields for the coverage test).
+    if ev.kind == EventType::Mount {
+        let alias = match key {
+            "dev" => Some("source"),
+            "type" => Some("fstype"),
+            _ => None,
+        };
+        if let Some(a) = alias {
+            return match ev.args.get(a) {
+                Some(Arg::Str(s)) => V::S(Cow::Borrowed(s)),
+                Some(other) => V::S(Cow::Owned(render_arg(other))),
+                None => V::Absent,
+            };
+        }
+        if key == "dir" {
+            return ev.fd.as_ref().map_or(V::Absent, |f| {
+                opt_s(if f.path.is_some() {
+                    &f.path
+                } else {
+                    &f.raw_path
+                })
+            });
+        }
+    }
     let Some(fd) = ev.fd.as_ref() else {
         return V::Absent;
     };
@@ -1642,7 +1908,8 @@ pub fn render_arg(a: &Arg) -> String {
 
 /// Falco's rendering of a capability set: names separated by spaces.
 pub fn render_caps(mask: u64) -> String {
-    crate::event::CAPABILITY_NAMES.iter()
+    crate::event::CAPABILITY_NAMES
+        .iter()
         .enumerate()
         .filter(|(i, _)| mask & (1u64 << i) != 0)
         .map(|(_, n)| *n)
@@ -1710,9 +1977,76 @@ pub fn errno_name(e: i64) -> Option<&'static str> {
     })
 }
 
+/// The field reference of `rules/README.md`, generated from [`FIELDS`]: one table row per
+/// field, in schema order. A unit test keeps the README equal to it (and rewrites it when
+/// `MONITOR_BLESS_README=1`).
+pub fn readme_field_table() -> String {
+    let mut out = String::from("| field | type | argument | meaning |\n|-------|------|----------|---------|\n");
+    for f in FIELDS {
+        let ty = match f.ty {
+            Ty::Str => "string",
+            Ty::Int => "integer",
+            Ty::Bool => "boolean",
+            Ty::Ip => "IP/CIDR",
+        };
+        let arg = match f.arg {
+            ArgKind::None => "",
+            ArgKind::OptIndex => "`[N]` optional",
+            ArgKind::Index => "`[N]`",
+            ArgKind::Key => "`.name` / `[name]`",
+        };
+        out.push_str(&format!("| `{}` | {ty} | {arg} | {} |\n", f.name, f.doc));
+    }
+    out
+}
+
+/// The README's list of known Falco fields the events do not carry, from [`UNSUPPORTED`].
+pub fn readme_unsupported_list() -> String {
+    let names: Vec<String> = UNSUPPORTED.iter().map(|(n, _)| format!("`{n}`")).collect();
+    format!("{}.\n", names.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Replace the paragraph of `text` that starts at `start` (or right after it, when
+    /// `keep_start`) and ends at the next blank line with `block`; None when `start` is missing.
+    fn replace_paragraph(text: &str, start: &str, keep_start: bool, block: &str) -> Option<String> {
+        let mut at = text.find(start)?;
+        if keep_start {
+            at += start.len();
+        }
+        let end = text[at..].find("\n\n").map_or(text.len(), |e| at + e + 1);
+        Some(format!("{}{block}{}", &text[..at], &text[end..]))
+    }
+
+    #[test]
+    fn readme_field_reference_is_generated_from_the_schema() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/README.md");
+        let readme = std::fs::read_to_string(&path).expect("rules/README.md readable");
+        let table = readme_field_table();
+        let list = readme_unsupported_list();
+        let want = replace_paragraph(&readme, "| field | type | argument | meaning |\n", false, &table)
+            .and_then(|r| {
+                replace_paragraph(
+                    &r,
+                    "Known Falco fields the events do not carry (R0202 warning, comparisons false):\n\n",
+                    true,
+                    &list,
+                )
+            })
+            .expect("the README has the field table and the unsupported list");
+        if want != readme && std::env::var_os("MONITOR_BLESS_README").is_some() {
+            std::fs::write(&path, &want).expect("rules/README.md writable");
+            return;
+        }
+        assert!(
+            want == readme,
+            "rules/README.md's field reference differs from the schema; regenerate it with \
+             MONITOR_BLESS_README=1 cargo test -p monitor --lib readme_field_reference"
+        );
+    }
 
     #[test]
     fn every_id_has_one_spec() {
@@ -1725,6 +2059,344 @@ mod tests {
                 s.name
             );
         }
+    }
+
+    #[test]
+    fn mount_arguments_answer_to_falco_names() {
+        let mut ev = Event {
+            kind: EventType::Mount,
+            fd: Some(crate::event::Fd {
+                path: Some("/mnt".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        ev.args.insert("source".into(), Arg::Str("/dev/vda".into()));
+        ev.args.insert("fstype".into(), Arg::Str("ext4".into()));
+        let cx = Ctx::new(&ev);
+        let get = |k: &str| {
+            extract(
+                &FieldRef {
+                    id: Id::EvtArg,
+                    arg: FArg::Key(k.into()),
+                    transformers: Vec::new(),
+                },
+                &cx,
+            )
+            .render()
+        };
+        assert_eq!(get("dev").as_deref(), Some("/dev/vda"));
+        assert_eq!(get("dir").as_deref(), Some("/mnt"));
+        assert_eq!(get("type").as_deref(), Some("ext4"));
+        assert_eq!(get("source").as_deref(), Some("/dev/vda"));
+        // Only mount has these aliases.
+        ev.kind = EventType::Openat;
+        let cx = Ctx::new(&ev);
+        let f = FieldRef {
+            id: Id::EvtArg,
+            arg: FArg::Key("type".into()),
+            transformers: Vec::new(),
+        };
+        assert_eq!(extract(&f, &cx), V::Absent);
+    }
+
+    fn field(name: &str, arg: Option<&str>) -> FieldRef {
+        match lookup(name, arg) {
+            Lookup::Found { spec, arg } => FieldRef {
+                id: spec.id,
+                arg,
+                transformers: Vec::new(),
+            },
+            _ => panic!("{name} is not a supported field"),
+        }
+    }
+
+    fn owned(v: V<'_>) -> V<'static> {
+        match v {
+            V::S(s) => V::S(Cow::Owned(s.into_owned())),
+            V::Many(items) => V::Many(items.into_iter().map(owned).collect()),
+            V::I(i) => V::I(i),
+            V::B(b) => V::B(b),
+            V::Ip(ip) => V::Ip(ip),
+            V::Absent => V::Absent,
+        }
+    }
+
+    fn get(ev: &Event, name: &str, arg: Option<&str>) -> V<'static> {
+        owned(extract(&field(name, arg), &Ctx::new(ev)))
+    }
+
+    fn s(v: &str) -> V<'static> {
+        V::S(Cow::Owned(v.to_string()))
+    }
+
+    #[test]
+    fn evt_num_is_the_capture_number_and_zero_never_reads_as_one() {
+        let mut ev = Event::default();
+        assert_eq!(get(&ev, "evt.num", None), V::Absent);
+        ev.num = 42;
+        assert_eq!(get(&ev, "evt.num", None), V::I(42));
+        // Falco's never_true macro stays false on numbered and unnumbered events alike.
+        let text = "- macro: never_true\n  condition: (evt.num=0)\n- rule: r\n  desc: d\n  condition: evt.type = openat and not never_true\n  output: o\n  priority: WARNING\n- rule: never\n  desc: d\n  condition: evt.type = openat and never_true\n  output: o\n  priority: WARNING\n";
+        let (set, diags) = crate::rules::load_str("t.yaml", text, &crate::rules::LoadOptions::default());
+        assert!(diags.is_empty(), "{diags:?}");
+        for num in [0, 1, 42] {
+            let ev = Event {
+                kind: EventType::Openat,
+                num,
+                ..Event::default()
+            };
+            let fired: Vec<String> = set.evaluate(&ev).into_iter().map(|m| m.rule.to_string()).collect();
+            assert_eq!(fired, ["r"], "evt.num {num}");
+        }
+    }
+
+    #[test]
+    fn pexe_and_aexe_are_the_ancestors_argv0() {
+        let mut ev = Event::default();
+        ev.process.exe = "sh".into();
+        assert_eq!(get(&ev, "proc.pexe", None), V::Absent);
+        ev.process.ancestors = vec![
+            crate::event::Ancestor {
+                pid: 10,
+                comm: "java".into(),
+                exe: "/usr/lib/jvm/bin/java".into(),
+                ..Default::default()
+            },
+            // Unknown argv[0] (an ancestor only known by pid) is absent, not "".
+            crate::event::Ancestor {
+                pid: 5,
+                ..Default::default()
+            },
+            crate::event::Ancestor {
+                pid: 1,
+                comm: "init".into(),
+                exe: "/sbin/init".into(),
+                ..Default::default()
+            },
+        ]
+        .into();
+        assert_eq!(get(&ev, "proc.pexe", None), s("/usr/lib/jvm/bin/java"));
+        assert_eq!(get(&ev, "proc.aexe", Some("0")), s("sh"));
+        assert_eq!(get(&ev, "proc.aexe", Some("1")), s("/usr/lib/jvm/bin/java"));
+        assert_eq!(get(&ev, "proc.aexe", Some("2")), V::Absent);
+        assert_eq!(get(&ev, "proc.aexe", Some("3")), s("/sbin/init"));
+        assert_eq!(get(&ev, "proc.aexe", Some("4")), V::Absent);
+        assert_eq!(
+            get(&ev, "proc.aexe", None),
+            V::Many(vec![s("/usr/lib/jvm/bin/java"), V::Absent, s("/sbin/init")])
+        );
+        // The stable Java macros match on it.
+        let text = "- rule: r\n  desc: d\n  condition: evt.type = openat and proc.pexe endswith java and proc.aexe[3] = /sbin/init\n  output: o\n  priority: WARNING\n";
+        let (set, diags) = crate::rules::load_str("t.yaml", text, &crate::rules::LoadOptions::default());
+        assert!(diags.is_empty(), "{diags:?}");
+        ev.kind = EventType::Openat;
+        assert_eq!(set.evaluate(&ev).len(), 1);
+    }
+
+    #[test]
+    fn passwd_and_group_lines_map_ids_to_names() {
+        let m = id_names(
+            "root:x:0:0:root:/root:/bin/sh\n# comment\n\nbad\n:x:7:\nwww:x:33:33::/:/bin/false\nalias:x:33:\nadm:x:4:syslog,me\nneg:x:-1:\n",
+        );
+        let mut v: Vec<(u32, &str)> = m.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        v.sort();
+        assert_eq!(v, [(0, "root"), (4, "adm"), (33, "www")]);
+    }
+
+    #[test]
+    fn login_and_group_names_resolve_as_user_name() {
+        let mut ev = Event::default();
+        std::sync::Arc::make_mut(&mut ev.container).id = "0123456789ab".into();
+        // Unset loginuid: no name (user.loginuid reads -1).
+        assert_eq!(get(&ev, "user.loginuid", None), V::I(-1));
+        assert_eq!(get(&ev, "user.loginname", None), V::Absent);
+        ev.process.loginuid = Some(0);
+        assert_eq!(get(&ev, "user.loginname", None), s("root"));
+        assert_eq!(get(&ev, "group.name", None), s("root"));
+        // A container's own databases are not read: other ids have no name there.
+        ev.process.loginuid = Some(1000);
+        ev.process.egid = 1000;
+        assert_eq!(get(&ev, "user.loginname", None), V::Absent);
+        assert_eq!(get(&ev, "group.name", None), V::Absent);
+        // Host processes: the host's /etc/passwd and /etc/group. The loginuid, not the euid,
+        // names the login user; the egid, not the gid, names the group.
+        std::sync::Arc::make_mut(&mut ev.container).id = HOST_CONTAINER_ID.into();
+        ev.process.euid = 0;
+        ev.process.gid = 0;
+        let user = HOST_USERS.iter().find(|(id, _)| **id != 0);
+        let group = HOST_GROUPS.iter().find(|(id, _)| **id != 0);
+        if let (Some((uid, uname)), Some((gid, gname))) = (user, group) {
+            ev.process.loginuid = Some(*uid);
+            ev.process.egid = *gid;
+            assert_eq!(get(&ev, "user.loginname", None), s(uname));
+            assert_eq!(get(&ev, "user.name", None), s("root"));
+            assert_eq!(get(&ev, "group.name", None), s(gname));
+        }
+    }
+
+    /// fd.connected and fd.name_changed of one socket event.
+    fn sock(kind: EventType, ret: i64, l4: &str, named: bool, peer: bool) -> (V<'static>, V<'static>) {
+        let mut ev = Event {
+            kind,
+            ret,
+            fd: Some(crate::event::Fd {
+                typ: FdType::Ipv4,
+                net: Some(crate::event::NetTuple {
+                    l4proto: l4.into(),
+                    client_ip: Some("10.0.0.2".into()),
+                    client_port: Some(40000),
+                    server_ip: (named || peer).then(|| "10.0.0.53".into()),
+                    server_port: (named || peer).then_some(53),
+                    source: if named { Source::User } else { Source::Kernel },
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Event::default()
+        };
+        ev.args.insert(
+            "flags".into(),
+            Arg::Flags {
+                raw: 0,
+                text: String::new(),
+            },
+        );
+        (get(&ev, "fd.connected", None), get(&ev, "fd.name_changed", None))
+    }
+
+    #[test]
+    fn socket_connected_and_name_changed_follow_the_call() {
+        use EventType::*;
+        let b = V::B;
+        // connect: as Falco without connection tracking, EINPROGRESS counts.
+        assert_eq!(sock(Connect, 0, "tcp", true, false), (b(true), b(true)));
+        assert_eq!(sock(Connect, -115, "tcp", true, false), (b(true), b(true)));
+        assert_eq!(sock(Connect, -111, "tcp", true, false), (b(false), b(false)));
+        assert_eq!(sock(Accept4, 5, "tcp", false, true), (b(true), b(false)));
+        assert_eq!(sock(Socket, 3, "udp", false, false), (b(false), b(false)));
+        assert_eq!(sock(Bind, 0, "udp", true, false), (b(false), b(false)));
+        // The `outbound` UDP branch: a datagram naming its destination.
+        assert_eq!(sock(Sendto, 12, "udp", true, false), (b(false), b(true)));
+        assert_eq!(sock(Sendmsg, 12, "raw", true, false), (b(false), b(true)));
+        assert_eq!(sock(SockSendmsg, 0, "udp", true, false), (b(false), b(true)));
+        // A datagram to the connected peer, and one with neither (EDESTADDRREQ).
+        assert_eq!(sock(Sendto, 12, "udp", false, true), (b(true), b(false)));
+        assert_eq!(sock(Sendmmsg, -89, "udp", false, false), (b(false), b(false)));
+        // TCP: a send that succeeded was on a connection; a destination given is ignored.
+        assert_eq!(sock(Sendto, 12, "tcp", true, false), (b(true), b(false)));
+        assert_eq!(sock(Sendto, -32, "tcp", false, false), (b(false), b(false)));
+        // Other calls on a socket: connection state unknown, the tuple unchanged.
+        assert_eq!(sock(Dup2, 1, "tcp", false, true), (V::Absent, b(false)));
+    }
+
+    #[test]
+    fn socket_state_needs_an_ip_socket() {
+        let mut ev = Event {
+            kind: EventType::Sendto,
+            ret: 5,
+            fd: Some(crate::event::Fd {
+                typ: FdType::Unix,
+                net: Some(crate::event::NetTuple {
+                    l4proto: "unix".into(),
+                    unix_path: Some("/run/x.sock".into()),
+                    source: Source::User,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Event::default()
+        };
+        assert_eq!(get(&ev, "fd.connected", None), V::Absent);
+        assert_eq!(get(&ev, "fd.name_changed", None), V::Absent);
+        ev.kind = EventType::Openat;
+        ev.fd = Some(crate::event::Fd {
+            typ: FdType::File,
+            path: Some("/etc/passwd".into()),
+            ..Default::default()
+        });
+        assert_eq!(get(&ev, "fd.connected", None), V::Absent);
+        ev.fd = None;
+        assert_eq!(get(&ev, "fd.name_changed", None), V::Absent);
+    }
+
+    #[test]
+    fn tcp_fast_open_send_names_its_peer() {
+        let mut ev = Event {
+            kind: EventType::Sendto,
+            ret: 100,
+            fd: Some(crate::event::Fd {
+                typ: FdType::Ipv6,
+                net: Some(crate::event::NetTuple {
+                    l4proto: "tcp".into(),
+                    server_ip: Some("2001:db8::1".into()),
+                    server_port: Some(443),
+                    source: Source::User,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Event::default()
+        };
+        ev.args.insert(
+            "flags".into(),
+            Arg::Flags {
+                raw: MSG_FASTOPEN,
+                text: "MSG_FASTOPEN".into(),
+            },
+        );
+        assert_eq!(get(&ev, "fd.connected", None), V::B(true));
+        assert_eq!(get(&ev, "fd.name_changed", None), V::B(true));
+    }
+
+    #[test]
+    fn namespace_ids_session_and_exe_inode_times() {
+        let get = |ev: &Event, name: &str| {
+            let Lookup::Found { spec, arg } = lookup(name, None) else {
+                panic!("{name} is not a supported field");
+            };
+            let f = FieldRef {
+                id: spec.id,
+                arg,
+                transformers: Vec::new(),
+            };
+            extract(&f, &Ctx::new(ev)).render()
+        };
+        let mut ev = Event::default();
+        // Nothing captured (a replayed record from before the capture, say): absent, so that
+        // `not proc.vpid=1` is never true by default.
+        for name in [
+            "proc.vpid",
+            "proc.pvpid",
+            "thread.vtid",
+            "proc.sname",
+            "proc.is_sid_leader",
+            "proc.exe_ino.ctime",
+            "proc.exe_ino.mtime",
+            "proc.exe_ino.ctime_duration_proc_start",
+        ] {
+            assert_eq!(get(&ev, name), None, "{name}");
+        }
+        let p = &mut ev.process;
+        (p.pid, p.tid, p.vpid, p.vtid, p.pvpid) = (4000, 4001, 1, 7, Some(0));
+        (p.sid, p.sname) = (4000, "sh".into());
+        (p.start_ts, p.exe_ino_ctime, p.exe_ino_mtime) = (5_000, 3_000, 2_000);
+        assert_eq!(get(&ev, "proc.vpid"), Some("1".into()));
+        assert_eq!(get(&ev, "thread.vtid"), Some("7".into()));
+        // The parent of a container's init can be pid 0 in its namespace: a value, not absent.
+        assert_eq!(get(&ev, "proc.pvpid"), Some("0".into()));
+        assert_eq!(get(&ev, "proc.sname"), Some("sh".into()));
+        assert_eq!(get(&ev, "proc.is_sid_leader"), Some("true".into()));
+        assert_eq!(get(&ev, "proc.exe_ino.ctime"), Some("3000".into()));
+        assert_eq!(get(&ev, "proc.exe_ino.mtime"), Some("2000".into()));
+        assert_eq!(get(&ev, "proc.exe_ino.ctime_duration_proc_start"), Some("2000".into()));
+        // An inode changed after the process started: negative, as Falco's.
+        ev.process.exe_ino_ctime = 9_000;
+        assert_eq!(get(&ev, "proc.exe_ino.ctime_duration_proc_start"), Some("-4000".into()));
+        ev.process.sid = 3999;
+        assert_eq!(get(&ev, "proc.is_sid_leader"), Some("false".into()));
+        // Still not carried: the session id in the process' own namespace.
+        assert!(matches!(lookup("proc.sid", None), Lookup::Unsupported(_)));
     }
 
     #[test]

@@ -23,18 +23,22 @@ pub mod fixture;
 pub mod loader;
 pub mod output;
 pub mod parser;
+pub mod plan;
 pub mod program;
 pub mod yaml;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use prometheus::IntGauge;
+use prometheus::{Counter, CounterVec, IntCounter, IntCounterVec, IntGauge, Opts};
 use serde::Serialize;
 
 use crate::event::Event;
+pub use compile::FieldUse;
 use compile::{Compiler, CondSrc};
 pub use diag::{Code, Diagnostic, Severity};
 use diag::{Pos, Sink};
@@ -77,13 +81,86 @@ struct Rule {
     tags: Vec<String>,
     program: Node,
     output: Template,
+    /// `None`: not constrained by `evt.type`.
+    kinds: Option<KindSet>,
+    /// Fields of the condition, exceptions and macros included.
+    fields: Vec<FieldUse>,
+    /// This rule's series of the sampled cost metrics, resolved once at load.
+    cost: RuleCost,
+}
+
+struct RuleCost {
+    seconds: Counter,
+    samples: IntCounter,
+}
+
+/// One event in this many is evaluated rule by rule with each rule timed, for sets of up to
+/// [`TIMING_RULES_PER_STEP`] rules. A power of two.
+pub const TIMING_SAMPLE_EVERY: u64 = 64;
+
+/// Larger sets sample proportionally less often (the interval doubles per doubling of the rule
+/// count above this): a timed event costs the rule-by-rule walk, which grows with the set
+/// while the shared plan does not, so a fixed interval would make timing dominate at 100x.
+pub const TIMING_RULES_PER_STEP: usize = 64;
+
+/// The sampling interval for a set of `rules` rules (a power of two).
+pub fn timing_interval(rules: usize) -> u64 {
+    let steps = u64::try_from(rules.div_ceil(TIMING_RULES_PER_STEP).max(1)).unwrap_or(1 << 20);
+    TIMING_SAMPLE_EVERY.saturating_mul(steps.next_power_of_two())
+}
+
+/// `monitor_rule_evaluation_seconds_total{rule}`: time spent evaluating the rule on sampled
+/// events. `rule` is bounded by the loaded rule set.
+static EVAL_SECONDS: LazyLock<CounterVec> = LazyLock::new(|| {
+    let c = CounterVec::new(
+        Opts::new(
+            "monitor_rule_evaluation_seconds_total",
+            "Time spent evaluating each rule, on the sampled events only (one event in 64 for up to 64 rules, rarer for larger sets)",
+        ),
+        &["rule"],
+    )
+    .expect("valid metric");
+    let _ = prometheus::default_registry().register(Box::new(c.clone()));
+    c
+});
+
+/// `monitor_rule_evaluations_sampled_total{rule}`: timed evaluations of the rule; with the
+/// seconds counter it gives the mean cost of one evaluation.
+static EVAL_SAMPLES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new(
+            "monitor_rule_evaluations_sampled_total",
+            "Timed evaluations of each rule (sampled events, evaluated rule by rule)",
+        ),
+        &["rule"],
+    )
+    .expect("valid metric");
+    let _ = prometheus::default_registry().register(Box::new(c.clone()));
+    c
+});
+/// What one loaded rule reads from events ([`RuleSet::rule_fields`]).
+#[derive(Clone, Debug)]
+pub struct RuleFields<'a> {
+    pub rule: &'a str,
+    /// The event kinds the rule can match; `None` when every kind can.
+    pub kinds: Option<&'a KindSet>,
+    /// Fields of the condition (macros and exceptions included), in order of first use.
+    pub condition: &'a [FieldUse],
+    /// Fields substituted by the output template.
+    pub output: Vec<FieldUse>,
 }
 
 /// A compiled, indexed rule set. Immutable; swap a new one in to change rules.
 pub struct RuleSet {
     rules: Vec<Rule>,
-    /// Rule indices (ascending = load order) per event kind id, "any" rules included.
+    /// Rule indices (ascending = load order) per event kind id, "any" rules included: the
+    /// rule-by-rule path (timed samples, and the reference the shared plan is tested against).
     by_kind: Vec<Vec<u32>>,
+    /// Every rule in one prefix tree of shared terms: the normal path.
+    plan: plan::Plan,
+    /// Events seen, for sampling; `u64::MAX` mask = timing off.
+    events: AtomicU64,
+    sample_mask: u64,
     hash: String,
     any_count: usize,
     /// Number of memoised macros (size of the per-event memo).
@@ -95,36 +172,104 @@ impl RuleSet {
         RuleSet {
             rules: Vec::new(),
             by_kind: vec![Vec::new(); 512],
+            plan: plan::Plan::build(&[]),
+            events: AtomicU64::new(0),
+            sample_mask: TIMING_SAMPLE_EVERY - 1,
             hash: fnv_hex(b""),
             any_count: 0,
             memo_count: 0,
         }
     }
 
+    /// The rules the event matches, in load order. One event in [`Self::timing_interval`] is
+    /// evaluated rule by rule with each rule timed (`monitor_rule_evaluation_seconds_total`);
+    /// the others go through the shared plan. Both give the same matches.
     pub fn evaluate(&self, ev: &Event) -> Vec<Match> {
-        let id = ev.kind as u16 as usize;
-        let Some(idx) = self.by_kind.get(id) else {
-            return Vec::new();
-        };
-        if idx.is_empty() {
-            return Vec::new();
+        if self.sample_mask != u64::MAX
+            && self.events.fetch_add(1, Ordering::Relaxed) & self.sample_mask == 0
+        {
+            return self.evaluate_timed(ev);
         }
         let cx = Ctx::with_memo(ev, self.memo_count);
+        let mut hits = Vec::new();
+        self.plan.matches(&cx, &mut hits);
+        hits.into_iter().map(|i| self.render(i, &cx)).collect()
+    }
+
+    /// Rule by rule, in load order, without sharing terms between rules: the reference for
+    /// [`Self::evaluate`] (tests, `rules bench`).
+    pub fn evaluate_linear(&self, ev: &Event) -> Vec<Match> {
+        let cx = Ctx::with_memo(ev, self.memo_count);
+        self.rules_for(ev)
+            .iter()
+            .filter(|&&i| self.rules[i as usize].program.eval(&cx))
+            .map(|&i| self.render(i, &cx))
+            .collect()
+    }
+
+    fn evaluate_timed(&self, ev: &Event) -> Vec<Match> {
+        let cx = Ctx::with_memo(ev, self.memo_count);
         let mut out = Vec::new();
-        for &i in idx {
+        let mut t0 = Instant::now();
+        for &i in self.rules_for(ev) {
             let r = &self.rules[i as usize];
-            if r.program.eval(&cx) {
-                let (output, output_fields) = r.output.render(&cx);
-                out.push(Match {
-                    rule: r.name.clone(),
-                    priority: r.priority,
-                    tags: r.tags.clone(),
-                    output,
-                    output_fields,
-                });
+            let hit = r.program.eval(&cx);
+            // One clock read per rule: it ends this rule's interval and starts the next one's.
+            let t1 = Instant::now();
+            r.cost.seconds.inc_by(t1.duration_since(t0).as_secs_f64());
+            r.cost.samples.inc();
+            t0 = t1;
+            if hit {
+                out.push(self.render(i, &cx));
+                // Rendering is not the next rule's cost.
+                t0 = Instant::now();
             }
         }
         out
+    }
+
+    fn rules_for(&self, ev: &Event) -> &[u32] {
+        self.by_kind
+            .get(ev.kind as u16 as usize)
+            .map_or(&[][..], Vec::as_slice)
+    }
+
+    fn render(&self, i: u32, cx: &Ctx<'_>) -> Match {
+        let r = &self.rules[i as usize];
+        let (output, output_fields) = r.output.render(cx);
+        Match {
+            rule: r.name.clone(),
+            priority: r.priority,
+            tags: r.tags.clone(),
+            output,
+            output_fields,
+        }
+    }
+
+    /// Turn per-rule timing on (the default) or off.
+    pub fn set_timing(&mut self, on: bool) {
+        self.sample_mask = if on {
+            timing_interval(self.rules.len()) - 1
+        } else {
+            u64::MAX
+        };
+    }
+
+    /// One event in this many is timed rule by rule (`None`: timing off).
+    pub fn timing_interval(&self) -> Option<u64> {
+        (self.sample_mask != u64::MAX).then(|| self.sample_mask + 1)
+    }
+
+    /// Terms the shared plan evaluates for this event, against the rule-by-rule candidates
+    /// (`rules bench` prints the averages).
+    pub fn plan_work(&self, ev: &Event) -> (usize, usize) {
+        let cx = Ctx::with_memo(ev, self.memo_count);
+        (self.plan.terms_evaluated(&cx), self.rules_for(ev).len())
+    }
+
+    /// Distinct shared terms and prefix-tree nodes of the plan.
+    pub fn plan_size(&self) -> (usize, usize) {
+        self.plan.size()
     }
 
     pub fn len(&self) -> usize {
@@ -148,6 +293,21 @@ impl RuleSet {
     /// Name and priority of every loaded rule (metrics export a zero series for each).
     pub fn rule_priorities(&self) -> impl Iterator<Item = (&str, Priority)> {
         self.rules.iter().map(|r| (r.name.as_str(), r.priority))
+    }
+
+    /// The fields each rule reads, and the event kinds it applies to: what a field-coverage
+    /// check needs to know which live events must carry which fields.
+    pub fn rule_fields(&self) -> impl Iterator<Item = RuleFields<'_>> {
+        self.rules.iter().map(|r| RuleFields {
+            rule: &r.name,
+            kinds: r.kinds.as_ref(),
+            condition: &r.fields,
+            output: r
+                .output
+                .fields()
+                .map(|(w, f)| FieldUse::new(w, None, f.cloned()))
+                .collect(),
+        })
     }
 
     /// Rules with no `evt.type` constraint (evaluated for every event).
@@ -443,7 +603,7 @@ fn build(
         }
         let Some(cond) = &r.cond else { continue };
         let compiled = compile_rule(r, cond, &defs, sink, &mut memo_ids, falco_only);
-        let Some((program, output)) = compiled else {
+        let Some((program, output, fields)) = compiled else {
             continue;
         };
         let kinds = program.kinds();
@@ -457,13 +617,20 @@ fn build(
                     .to_string(),
             );
         }
-        kinds_of.push(kinds);
+        kinds_of.push(kinds.clone());
+        let cost = RuleCost {
+            seconds: EVAL_SECONDS.with_label_values(&[r.name.as_str()]),
+            samples: EVAL_SAMPLES.with_label_values(&[r.name.as_str()]),
+        };
         rules.push(Rule {
             name: r.name.clone(),
             priority: r.priority.unwrap_or_default(),
             tags: r.tags.clone(),
             program,
             output,
+            kinds,
+            fields,
+            cost,
         });
     }
 
@@ -485,9 +652,23 @@ fn build(
             }
         }
     }
+    let plan = plan::Plan::build(
+        &rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| plan::PlanRule {
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+                program: &r.program,
+                kinds: r.kinds.as_ref(),
+            })
+            .collect::<Vec<_>>(),
+    );
     RuleSet {
+        sample_mask: timing_interval(rules.len()) - 1,
         rules,
         by_kind,
+        plan,
+        events: AtomicU64::new(0),
         hash,
         any_count,
         memo_count: memo_ids.len(),
@@ -502,7 +683,7 @@ fn compile_rule(
     sink: &mut Sink,
     memo_ids: &mut HashMap<String, u32>,
     falco_only: bool,
-) -> Option<(Node, Template)> {
+) -> Option<(Node, Template, Vec<FieldUse>)> {
     let first_diag = sink.diags.len();
     let expr = match parser::parse(&cond.text) {
         Ok(e) => e,
@@ -623,6 +804,7 @@ fn compile_rule(
         node = Node::And(vec![node, Node::Not(Box::new(Node::Or(ex_nodes)))]);
     }
     let errors = c.errors;
+    let used = std::mem::take(&mut c.used);
     let out_src = r.output.clone().unwrap_or_default();
     let output = Template::compile(&out_src, sink, &r.name, falco_only);
     if errors > 0 {
@@ -638,7 +820,7 @@ fn compile_rule(
         }
         return None;
     }
-    Some((node.optimize(), output))
+    Some((node.optimize(), output, used))
 }
 
 fn op_from(s: &str) -> Option<parser::Op> {
@@ -689,4 +871,115 @@ fn fnv_hex(b: &[u8]) -> String {
 /// Path of the repository's shipped rules relative to a crate manifest dir (tests, tools).
 pub fn shipped_rules_dir(manifest_dir: &Path) -> PathBuf {
     manifest_dir.join("..").join("rules")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_fields_lists_condition_macro_exception_and_output_fields_with_kinds() {
+        let text = r#"
+- macro: shell_procs
+  condition: proc.name in (sh, bash)
+- rule: shell reads
+  desc: d
+  condition: evt.type = openat and shell_procs and (fd.name startswith /etc or proc.env contains X) and proc.aname[2] != runc
+  output: "%proc.cmdline read %fd.name in %container.id (%evt.cpu)"
+  priority: WARNING
+  exceptions:
+    - name: trusted
+      fields: [proc.pname, evt.arg.flags]
+      values:
+        - [init, O_RDONLY]
+"#;
+        let (set, diags) = load_str("t.yaml", text, &LoadOptions::default());
+        assert!(!diags.iter().any(Diagnostic::is_error), "{diags:?}");
+        let all: Vec<RuleFields<'_>> = set.rule_fields().collect();
+        assert_eq!(all.len(), 1);
+        let r = &all[0];
+        assert_eq!(r.rule, "shell reads");
+        let kinds: Vec<EventTypeName> = r.kinds.unwrap().iter().map(|k| k.name()).collect();
+        assert_eq!(kinds, ["openat"]);
+        let cond: Vec<(&str, bool)> = r
+            .condition
+            .iter()
+            .map(|u| (u.text.as_str(), u.field.is_some()))
+            .collect();
+        assert_eq!(
+            cond,
+            [
+                ("evt.type", true),
+                ("proc.name", true),
+                ("fd.name", true),
+                ("proc.env", false),
+                ("proc.aname[2]", true),
+                ("proc.pname", true),
+                ("evt.arg.flags", true),
+            ]
+        );
+        let out: Vec<(&str, bool)> = r
+            .output
+            .iter()
+            .map(|u| (u.text.as_str(), u.field.is_some()))
+            .collect();
+        assert_eq!(
+            out,
+            [
+                ("proc.cmdline", true),
+                ("fd.name", true),
+                ("container.id", true),
+                ("evt.cpu", false)
+            ]
+        );
+    }
+
+    type EventTypeName = &'static str;
+
+    #[test]
+    fn one_event_in_64_is_timed_per_rule_and_timing_can_be_off() {
+        let text = r#"
+- rule: timing probe
+  desc: d
+  condition: evt.type = openat and fd.name startswith /etc
+  output: "%fd.name"
+  priority: WARNING
+- rule: timing probe exec
+  desc: d
+  condition: evt.type = execve
+  output: x
+  priority: WARNING
+"#;
+        let (mut set, diags) = load_str("t.yaml", text, &LoadOptions::default());
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(set.timing_interval(), Some(64));
+        let ev = Event {
+            kind: monitor_common::EventType::Openat,
+            fd: Some(crate::event::Fd {
+                path: Some("/etc/passwd".into()),
+                ..Default::default()
+            }),
+            ..Event::default()
+        };
+        let samples = |r: &str| EVAL_SAMPLES.with_label_values(&[r]).get();
+        let seconds = |r: &str| EVAL_SECONDS.with_label_values(&[r]).get();
+        for _ in 0..130 {
+            // Timed or not, the verdict is the same.
+            assert_eq!(set.evaluate(&ev).len(), 1);
+        }
+        // Events 0, 64 and 128; only the rule for the event's kind is evaluated and timed.
+        assert_eq!(samples("timing probe"), 3);
+        assert!(seconds("timing probe") > 0.0);
+        assert_eq!(samples("timing probe exec"), 0);
+        set.set_timing(false);
+        assert_eq!(set.timing_interval(), None);
+        for _ in 0..130 {
+            assert_eq!(set.evaluate(&ev).len(), 1);
+        }
+        assert_eq!(samples("timing probe"), 3);
+        assert_eq!(timing_interval(64), 64);
+        assert_eq!(timing_interval(65), 128);
+        assert_eq!(timing_interval(250), 256);
+        assert_eq!(timing_interval(5900), 8192);
+    }
 }

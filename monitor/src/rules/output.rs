@@ -146,6 +146,15 @@ impl Template {
         Template { parts }
     }
 
+    /// The fields the template substitutes, as written and resolved (`None`: renders `<NA>`,
+    /// unknown or unsupported).
+    pub fn fields(&self) -> impl Iterator<Item = (&str, Option<&FieldRef>)> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Field(w, f) => Some((w.as_str(), f.as_ref())),
+            Part::Lit(_) => None,
+        })
+    }
+
     /// The rendered text and the `output_fields` map (field -> JSON value, null when absent).
     pub fn render(&self, cx: &Ctx<'_>) -> (String, BTreeMap<String, serde_json::Value>) {
         let mut out = String::new();

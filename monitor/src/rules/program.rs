@@ -9,31 +9,10 @@ use monitor_common::EventType;
 
 use super::fields::{Ctx, FieldRef, Id, V, extract};
 
-/// FNV-1a for the string sets: their keys come from the rule files (trusted), probes from
-/// events only look up, never insert, so collisions cannot be grown by the monitored side;
-/// SipHash's flooding resistance buys nothing here and costs a third of a lookup.
-#[derive(Clone, Copy, Default)]
-pub struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-pub type FastSet<T> = HashSet<T, std::hash::BuildHasherDefault<Fnv>>;
+/// The string sets hash with FxHash: their keys come from the rule files (trusted), probes
+/// from events only look up, never insert, so collisions cannot be grown by the monitored
+/// side; SipHash's flooding resistance buys nothing here and costs a third of a lookup.
+pub type FastSet<T> = HashSet<T, rustc_hash::FxBuildHasher>;
 
 /// Set of event kinds, by id (ids are below `monitor_common::MAX_KIND_ID` = 512).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -276,6 +255,14 @@ impl PathPrefixes {
     }
 }
 
+/// Merged alternatives as one automaton, with the sorted patterns as its identity (two rules
+/// with the same alternatives share one term in the plan).
+#[derive(Clone, Debug)]
+pub struct Automaton {
+    pub ac: AhoCorasick,
+    pub key: String,
+}
+
 #[derive(Clone, Debug)]
 pub enum Test {
     Exists,
@@ -294,9 +281,9 @@ pub enum Test {
     PMatch(Box<PathPrefixes>),
     Regex(Box<regex::Regex>),
     /// Merged `contains`/`icontains` alternatives (any pattern occurs).
-    ContainsAny(Box<AhoCorasick>),
+    ContainsAny(Box<Automaton>),
     /// Merged `startswith` alternatives.
-    StartsAny(Box<AhoCorasick>),
+    StartsAny(Box<Automaton>),
     IEq(i64),
     ISet(Vec<i64>),
     ILt(i64),
@@ -310,6 +297,46 @@ pub enum Test {
 }
 
 impl Test {
+    /// A canonical text for the test: equal keys, same verdict on every event.
+    pub fn key(&self) -> Option<String> {
+        fn sorted<'a>(it: impl Iterator<Item = &'a str>) -> String {
+            let mut v: Vec<&str> = it.collect();
+            v.sort_unstable();
+            format!("{v:?}")
+        }
+        Some(match self {
+            Test::Exists => "exists".to_string(),
+            Test::Kinds(s) => format!("kinds{:?}", s.0),
+            Test::SEq(x) => format!("={x:?}"),
+            Test::SSet(x) => format!("in{}", sorted(x.iter().map(|s| &**s))),
+            Test::SContains(x) => format!("contains{x:?}"),
+            Test::SIContains(x) => format!("icontains{x:?}"),
+            Test::SStarts(x) => format!("startswith{x:?}"),
+            Test::SEnds(x) => format!("endswith{x:?}"),
+            Test::BContains(x) => format!("bcontains{x:?}"),
+            Test::BStarts(x) => format!("bstartswith{x:?}"),
+            Test::SGlob(g) => format!("glob{g:?}"),
+            Test::SIGlob(g) => format!("iglob{g:?}"),
+            Test::PMatch(p) => format!("pmatch{}{}", p.root, sorted(p.set.iter().map(|s| &**s))),
+            Test::Regex(r) => format!("regex{:?}", r.as_str()),
+            Test::ContainsAny(a) => format!("containsany{}", a.key),
+            Test::StartsAny(a) => format!("startsany{}", a.key),
+            Test::IEq(x) => format!("i={x}"),
+            Test::ISet(x) => {
+                let mut v = x.clone();
+                v.sort_unstable();
+                format!("iin{v:?}")
+            }
+            Test::ILt(x) => format!("i<{x}"),
+            Test::ILe(x) => format!("i<={x}"),
+            Test::IGt(x) => format!("i>{x}"),
+            Test::IGe(x) => format!("i>={x}"),
+            Test::BEq(x) => format!("b={x}"),
+            Test::Net(n) => format!("net{n:?}"),
+            Test::Field(op, f) => format!("field{op:?}{f:?}"),
+        })
+    }
+
     pub fn cost(&self) -> u32 {
         match self {
             Test::Kinds(_) => 0,
@@ -362,8 +389,10 @@ impl Test {
             (Test::SIGlob(g), V::S(s)) => g.matches(&s.to_lowercase()),
             (Test::PMatch(p), V::S(s)) => p.matches(s),
             (Test::Regex(r), V::S(s)) => r.is_match(s),
-            (Test::ContainsAny(ac), V::S(s)) => ac.is_match(&**s),
-            (Test::StartsAny(ac), V::S(s)) => ac.is_match(Input::new(&**s).anchored(Anchored::Yes)),
+            (Test::ContainsAny(a), V::S(s)) => a.ac.is_match(&**s),
+            (Test::StartsAny(a), V::S(s)) => {
+                a.ac.is_match(Input::new(&**s).anchored(Anchored::Yes))
+            }
             (Test::IEq(x), V::I(i)) => i == x,
             (Test::ISet(x), V::I(i)) => x.contains(i),
             (Test::ILt(x), V::I(i)) => i < x,
@@ -443,6 +472,31 @@ pub enum Node {
 }
 
 impl Node {
+    /// Canonical key (see [`Test::key`]); a macro is keyed by its memo id, which names one
+    /// expansion for the whole rule set.
+    pub fn key(&self) -> Option<String> {
+        Some(match self {
+            Node::Const(b) => format!("const{b}"),
+            Node::Memo(id, _) => format!("macro{id}"),
+            Node::Not(n) => format!("not({})", n.key()?),
+            Node::And(v) | Node::Or(v) => {
+                let parts: Option<Vec<String>> = v.iter().map(Node::key).collect();
+                let op = if matches!(self, Node::And(_)) {
+                    "and"
+                } else {
+                    "or"
+                };
+                format!("{op}({})", parts?.join(","))
+            }
+            Node::Check(c) => format!(
+                "{:?}{}{}",
+                c.field,
+                if c.negate { "!" } else { "" },
+                c.test.key()?
+            ),
+        })
+    }
+
     pub fn eval(&self, cx: &Ctx<'_>) -> bool {
         match self {
             Node::Const(b) => *b,
@@ -633,9 +687,17 @@ fn merge_alternatives(nodes: Vec<Node>) -> Vec<Node> {
                         aho_corasick::StartKind::Unanchored
                     })
                     .build(&pats);
+                let key = {
+                    let mut v: Vec<&str> = pats.iter().map(String::as_str).collect();
+                    v.sort_unstable();
+                    let case = if g == Group::IContains { "i" } else { "" };
+                    format!("{case}{v:?}")
+                };
                 match built {
-                    Ok(ac) if g == Group::Starts => Test::StartsAny(Box::new(ac)),
-                    Ok(ac) => Test::ContainsAny(Box::new(ac)),
+                    Ok(ac) if g == Group::Starts => {
+                        Test::StartsAny(Box::new(Automaton { ac, key }))
+                    }
+                    Ok(ac) => Test::ContainsAny(Box::new(Automaton { ac, key })),
                     // Automaton too large: keep the alternatives as they were.
                     Err(_) => {
                         for p in &pats {

@@ -103,7 +103,7 @@ pub(super) fn run(mut ctx: SinkCtx, mut f: FileSink) {
     while let Some(a) = ctx.rx.blocking_recv() {
         let mut next = Some(a);
         while let Some(a) = next.take() {
-            ctx.dequeued();
+            ctx.dequeued(&a);
             match f.write_line(&a.to_json()) {
                 Ok(()) => ctx.sent(),
                 Err(e) => {

@@ -5,6 +5,11 @@
 //! full the alert is dropped for that sink and counted in
 //! `monitor_sink_dropped_alerts_total{sink}`. Delivered alerts are counted in
 //! `monitor_sink_sent_alerts_total{sink}`.
+//!
+//! A queue is bounded twice: by a count of alerts and by their bytes ([`Alert::approx_bytes`],
+//! [`Sinks::with_queue_bytes`]), because an alert's size follows untrusted command lines and
+//! paths: a stuck webhook holding a full queue of hundred-kilobyte alerts must not cost a
+//! hundred times what the memory budget planned for it.
 
 mod file;
 mod syslog;
@@ -14,6 +19,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -121,17 +127,22 @@ struct Running {
     label: String,
     tx: mpsc::Sender<Arc<Alert>>,
     task: JoinHandle<()>,
+    /// Bytes of the alerts in this sink's queue.
+    queued_bytes: Arc<AtomicU64>,
 }
 
 /// The running sinks.
 pub struct Sinks {
     sinks: Vec<Running>,
+    /// Most bytes of alerts one sink's queue may hold.
+    queue_bytes: u64,
 }
 
 /// What every sink task gets: its label (for metrics and logs) and its queue.
 pub(crate) struct SinkCtx {
     pub label: String,
     pub rx: mpsc::Receiver<Arc<Alert>>,
+    queued_bytes: Arc<AtomicU64>,
 }
 
 impl SinkCtx {
@@ -141,8 +152,10 @@ impl SinkCtx {
     pub(crate) fn dropped(&self, n: u64) {
         SINK_DROPPED.with_label_values(&[&self.label]).inc_by(n);
     }
-    pub(crate) fn dequeued(&self) {
+    /// Call for every alert taken from the queue.
+    pub(crate) fn dequeued(&self, alert: &Alert) {
         SINK_QUEUE.with_label_values(&[&self.label]).dec();
+        self.queued_bytes.fetch_sub(alert.approx_bytes(), Ordering::Relaxed);
     }
 }
 
@@ -162,9 +175,11 @@ impl Sinks {
             };
             *n += 1;
             let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+            let queued_bytes = Arc::new(AtomicU64::new(0));
             let ctx = SinkCtx {
                 label: label.clone(),
                 rx,
+                queued_bytes: queued_bytes.clone(),
             };
             // Export the counters at zero from the start, so rate() works on the first drop.
             SINK_SENT.with_label_values(&[&label]).inc_by(0);
@@ -212,22 +227,50 @@ impl Sinks {
                 }
             };
             tracing::info!(sink = %label, "Alert sink started.");
-            sinks.push(Running { label, tx, task });
+            sinks.push(Running {
+                label,
+                tx,
+                task,
+                queued_bytes,
+            });
         }
-        Ok(Sinks { sinks })
+        Ok(Sinks {
+            sinks,
+            queue_bytes: u64::MAX,
+        })
+    }
+
+    /// Bound each sink's queue to `bytes` of alerts as well (the memory plan's share per sink).
+    /// An alert that does not fit is dropped for that sink and counted; one alert is always
+    /// admitted into an empty queue, however large.
+    pub fn with_queue_bytes(mut self, bytes: u64) -> Sinks {
+        self.queue_bytes = bytes;
+        self
     }
 
     /// Queue the alert for every sink. Never blocks; a full queue drops for that sink only.
     pub fn send(&self, alert: Arc<Alert>) {
+        let size = alert.approx_bytes();
         for s in &self.sinks {
-            // Count before the send so the consumer's decrement never runs first.
+            // Reserve before the send so the consumer's decrements never run first.
+            let before = s.queued_bytes.fetch_add(size, Ordering::Relaxed);
             let q = SINK_QUEUE.with_label_values(&[&s.label]);
             q.inc();
-            if s.tx.try_send(Arc::clone(&alert)).is_err() {
+            let over = before > 0 && before.saturating_add(size) > self.queue_bytes;
+            if over || s.tx.try_send(Arc::clone(&alert)).is_err() {
                 q.dec();
+                s.queued_bytes.fetch_sub(size, Ordering::Relaxed);
                 SINK_DROPPED.with_label_values(&[&s.label]).inc();
             }
         }
+    }
+
+    /// Bytes of alerts queued for each sink now (labels in configuration order).
+    pub fn queued_bytes(&self) -> Vec<(String, u64)> {
+        self.sinks
+            .iter()
+            .map(|s| (s.label.clone(), s.queued_bytes.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// The sinks' labels, in configuration order.
@@ -271,7 +314,7 @@ fn lines_sink(mut ctx: SinkCtx, mut w: impl Write) {
             }
         }
         for a in &batch {
-            ctx.dequeued();
+            ctx.dequeued(a);
             let mut line = a.to_json();
             line.push('\n');
             match w.write_all(line.as_bytes()) {

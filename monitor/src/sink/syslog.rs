@@ -155,7 +155,7 @@ impl Syslog {
 
 pub(super) fn run(mut ctx: SinkCtx, mut s: Syslog) {
     while let Some(a) = ctx.rx.blocking_recv() {
-        ctx.dequeued();
+        ctx.dequeued(&a);
         let msg = format_rfc5424(&a, s.facility, &s.app_name);
         match s.send(&msg) {
             Ok(()) => ctx.sent(),

@@ -100,7 +100,7 @@ impl Webhook {
 
 pub(super) async fn run(mut ctx: SinkCtx, w: Webhook) {
     while let Some(a) = ctx.rx.recv().await {
-        ctx.dequeued();
+        ctx.dequeued(&a);
         match w.deliver(a.to_json()).await {
             Ok(()) => ctx.sent(),
             Err(reason) => {
