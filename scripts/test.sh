@@ -31,7 +31,7 @@ echo "== shipped rules load without warnings"
 ./target/debug/monitor rules check --deny-warnings rules/
 
 echo "== tier 1: unit tests"
-cargo test --workspace --exclude monitor-ebpf --exclude monitor-tests --locked
+cargo test --workspace --exclude monitor-ebpf --exclude monitor-tests --locked --no-fail-fast
 
 echo "== tier 2: end-to-end (root, real kernel, real containers)"
-cargo test -p monitor-tests --locked -- --test-threads=1
+cargo test -p monitor-tests --locked --no-fail-fast -- --test-threads=1
