@@ -94,6 +94,11 @@ event_types! {
     Fchownat = 86 => "fchownat", File;
     Truncate = 87 => "truncate", File;
     Ftruncate = 88 => "ftruncate", File;
+    // Extended attributes: `security.capability` holds a file's capabilities (setcap).
+    Setxattr = 89 => "setxattr", File;
+    Lsetxattr = 90 => "lsetxattr", File;
+    Fsetxattr = 91 => "fsetxattr", File;
+    Setxattrat = 92 => "setxattrat", File;
     Dup = 100 => "dup", File;
     Dup2 = 101 => "dup2", File;
     Dup3 = 102 => "dup3", File;

@@ -110,7 +110,8 @@ pub struct Payload {
     pub _pad: u32,
     pub sock: SockInfo,
     /// The caller's `struct sockaddr`, copied at syscall entry (connect, bind; sendto's
-    /// `addr`, sendmsg's `msg_name`, sendmmsg's first `msg_name`).
+    /// `addr`, sendmsg's `msg_name`, sendmmsg's first `msg_name`). The setxattr family uses
+    /// the same entry copy for its name and value (layout in [`xattr_copy`]).
     pub sockaddr: [u8; SOCKADDR_CAP],
 }
 
@@ -176,6 +177,22 @@ pub mod aux {}
 pub mod exec_args {
     pub const EXE_CTIME_NS: usize = 0;
     pub const EXE_MTIME_NS: usize = 1;
+}
+
+/// The setxattr family's entry copy, in `Payload::sockaddr` (`sockaddr_len` = [`VALUE`] +
+/// the value bytes copied). Copied at entry, before the kernel reads the same user memory:
+/// the name and value are what the call was given, not what the caller wrote there after.
+pub mod xattr_copy {
+    /// The value's size and the XATTR_CREATE/XATTR_REPLACE flags, two native-endian u32s
+    /// (setxattrat passes them inside `struct xattr_args`, the others as arguments).
+    pub const SIZE_FLAGS: usize = 0;
+    /// The attribute name, NUL-terminated when shorter than [`NAME_CAP`].
+    pub const NAME: usize = 8;
+    pub const NAME_CAP: usize = 56;
+    /// The value's first bytes (a `struct vfs_cap_data` is 12 to 24 bytes).
+    pub const VALUE: usize = NAME + NAME_CAP;
+    pub const VALUE_CAP: usize = 32;
+    const _: () = assert!(VALUE + VALUE_CAP <= super::SOCKADDR_CAP);
 }
 
 /// `args` slots of sendmsg and sendmmsg that the kernel side fills itself (the syscalls take

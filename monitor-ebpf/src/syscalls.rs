@@ -15,13 +15,14 @@ use aya_ebpf::{
 use monitor_common::{EventType, SOCKADDR_CAP, flags, send_args, slot};
 
 use crate::{
-    PENDING, PENDING_SCRATCH,
+    PENDING, PENDING_SCRATCH, Pending,
     emit::{Writer, filtered},
     off,
     task::{self, rk},
 };
 
 const AT_FDCWD: i64 = -100;
+const AT_EMPTY_PATH: u64 = 0x1000;
 
 #[inline(always)]
 fn enter(ctx: &TracePointContext, kind: EventType) {
@@ -76,8 +77,43 @@ fn enter(ctx: &TracePointContext, kind: EventType) {
                 (*p).sockaddr_len = n as u16;
             }
         }
+        if matches!(kind, Setxattr | Lsetxattr | Fsetxattr | Setxattrat) {
+            xattr_entry_copy(&mut *p, kind, &args);
+        }
         let _ = PENDING.insert(&tid, &*p, 0);
     }
+}
+
+/// The setxattr family's value size, flags, name and first value bytes, copied at entry
+/// (layout in `monitor_common::xattr_copy`): the kernel reads the same user memory right
+/// after this hook, so a thread rewriting the name once the call is under way (to hide a
+/// `security.capability` write) does not change what is reported.
+#[inline(always)]
+unsafe fn xattr_entry_copy(p: &mut Pending, kind: EventType, args: &[u64; 6]) {
+    use monitor_common::xattr_copy::{NAME, NAME_CAP, SIZE_FLAGS, VALUE, VALUE_CAP};
+    let (name, value, size, xflags) = if kind == EventType::Setxattrat {
+        // setxattrat(dfd, path, at_flags, name, struct xattr_args *uargs, usize), with
+        // struct xattr_args { __aligned_u64 value; __u32 size; __u32 flags; }.
+        let xa: [u64; 2] =
+            unsafe { bpf_probe_read_user(args[4] as *const [u64; 2]) }.unwrap_or([0; 2]);
+        (args[3], xa[0], xa[1] as u32, (xa[1] >> 32) as u32)
+    } else {
+        // setxattr(path, name, value, size, flags); fsetxattr takes an fd first.
+        (args[1], args[2], args[3] as u32, args[4] as u32)
+    };
+    let base = p.sockaddr.as_mut_ptr();
+    unsafe {
+        base.add(SIZE_FLAGS).cast::<u32>().write_unaligned(size);
+        base.add(SIZE_FLAGS + 4).cast::<u32>().write_unaligned(xflags);
+        generated::bpf_probe_read_user_str(base.add(NAME).cast(), NAME_CAP as u32, name as *const _);
+    }
+    let n = if size > VALUE_CAP as u32 { VALUE_CAP as u32 } else { size };
+    // The mask bounds the copy for the verifier (VALUE + 63 < SOCKADDR_CAP).
+    let n = n & 63;
+    let copied = n > 0
+        && value != 0
+        && unsafe { generated::bpf_probe_read_user(base.add(VALUE).cast(), n, value as *const _) } == 0;
+    p.sockaddr_len = VALUE as u16 + if copied { n as u16 } else { 0 };
 }
 
 const AF_UNIX: u16 = 1;
@@ -130,8 +166,10 @@ fn path_args(kind: EventType) -> (Option<usize>, Option<usize>, Option<usize>) {
     use EventType::*;
     match kind {
         Open | Creat | Unlink | Mkdir | Rmdir | Chmod | Chown | Lchown | Truncate | Chroot
-        | Umount2 | MemfdCreate => (Some(0), None, None),
-        Openat | Openat2 | Unlinkat | Mkdirat | Fchmodat | Fchownat => (Some(1), Some(0), None),
+        | Umount2 | MemfdCreate | Setxattr | Lsetxattr => (Some(0), None, None),
+        Openat | Openat2 | Unlinkat | Mkdirat | Fchmodat | Fchownat | Setxattrat => {
+            (Some(1), Some(0), None)
+        }
         Rename | Link | Pivotroot => (Some(0), None, Some(1)),
         Renameat | Renameat2 | Linkat => (Some(1), Some(0), Some(3)),
         // symlink(target, linkpath): the created path is linkpath; target is any string.
@@ -246,7 +284,9 @@ fn exit(ctx: &TracePointContext, kind: EventType) {
                 }
             }
         }
-        Fchmod | Fchown | Ftruncate | Setns => fd_object(&mut w, t, args[0] as i32 as i64),
+        Fchmod | Fchown | Ftruncate | Setns | Fsetxattr => {
+            fd_object(&mut w, t, args[0] as i32 as i64)
+        }
         Capset => {
             // struct __user_cap_data_struct[2] { effective, permitted, inheritable } (v2/v3).
             let d: [u32; 6] =
@@ -300,6 +340,13 @@ fn exit(ctx: &TracePointContext, kind: EventType) {
                 };
                 prefix(&mut w, t, d);
             }
+            // setxattrat(dfd, "", AT_EMPTY_PATH, ...) acts on dfd itself.
+            if kind == Setxattrat
+                && args[2] & AT_EMPTY_PATH != 0
+                && unsafe { (*w.payload()).str_len[slot::USER1] } == 0
+            {
+                fd_object(&mut w, t, args[0] as i32 as i64);
+            }
         }
     }
     w.submit(kind);
@@ -352,6 +399,10 @@ hooks! {
     Fchownat: sys_enter_fchownat, sys_exit_fchownat;
     Truncate: sys_enter_truncate, sys_exit_truncate;
     Ftruncate: sys_enter_ftruncate, sys_exit_ftruncate;
+    Setxattr: sys_enter_setxattr, sys_exit_setxattr;
+    Lsetxattr: sys_enter_lsetxattr, sys_exit_lsetxattr;
+    Fsetxattr: sys_enter_fsetxattr, sys_exit_fsetxattr;
+    Setxattrat: sys_enter_setxattrat, sys_exit_setxattrat;
     Dup: sys_enter_dup, sys_exit_dup;
     Dup2: sys_enter_dup2, sys_exit_dup2;
     Dup3: sys_enter_dup3, sys_exit_dup3;

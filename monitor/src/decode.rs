@@ -428,6 +428,18 @@ impl Decoder {
                     _ => {}
                 }
             }
+            Setxattr | Lsetxattr | Fsetxattr | Setxattrat => {
+                fill_xattr(&mut ev, p);
+                let mut fd = path_fd(r);
+                match r.kind {
+                    Fsetxattr => fd.num = Some(a[0] as i32 as i64),
+                    Setxattrat => {
+                        ev.args.insert("dirfd".into(), int32(a[0]));
+                    }
+                    _ => {}
+                }
+                ev.fd = Some(fd);
+            }
             Dup | Dup2 | Dup3 => {
                 ev.args.insert("oldfd".into(), int32(a[0]));
                 if r.kind != Dup {
@@ -637,6 +649,80 @@ pub fn join_path(dir: &str, rel: &str) -> String {
 
 /// The fd of a path-taking call: kernel path when the kernel resolved one, else the user path
 /// joined onto the kernel-resolved directory.
+/// `XATTR_CREATE`/`XATTR_REPLACE` (uapi linux/xattr.h).
+const XATTR_FLAGS: &[(u64, &str)] = &[(1, "XATTR_CREATE"), (2, "XATTR_REPLACE")];
+/// `VFS_CAP_FLAGS_EFFECTIVE` and the revision bits of `vfs_cap_data.magic_etc`.
+const VFS_CAP_FLAGS_EFFECTIVE: u32 = 0x1;
+const VFS_CAP_REVISION_MASK: u32 = 0xff00_0000;
+const VFS_CAP_REVISION_1: u32 = 0x0100_0000;
+const VFS_CAP_REVISION_3: u32 = 0x0300_0000;
+
+/// The setxattr family's entry copy ([`monitor_common::xattr_copy`]): `name`, `size` and
+/// `flags`; for `security.capability` also what the value grants, as the kernel will read it
+/// at exec: `caps` (the permitted set, named as Falco names capability sets), `caps_effective`
+/// (1 when they are raised at exec without the program asking) and, for a namespaced (v3)
+/// value, `cap_rootid`. A value too short or of an unknown revision gets no `caps`.
+fn fill_xattr(ev: &mut Event, p: &Payload) {
+    use monitor_common::xattr_copy::{NAME, NAME_CAP, SIZE_FLAGS, VALUE};
+    let copy = &p.sockaddr[..(p.sockaddr_len as usize).min(p.sockaddr.len())];
+    if copy.len() < VALUE {
+        // The entry hook did not see this call: nothing of its name or value is known.
+        return;
+    }
+    let u32_at = |b: &[u8], i: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
+    };
+    let size = u32_at(copy, SIZE_FLAGS).unwrap_or(0);
+    let xflags = u32_at(copy, SIZE_FLAGS + 4).unwrap_or(0);
+    let raw_name = &copy[NAME..NAME + NAME_CAP];
+    let raw_name = &raw_name[..raw_name.iter().position(|&b| b == 0).unwrap_or(NAME_CAP)];
+    let name = escape_bytes(raw_name, NAME_CAP);
+    ev.args.insert("size".into(), Arg::Int(size as i64));
+    ev.args.insert(
+        "flags".into(),
+        Arg::Flags {
+            raw: xflags as i64,
+            text: flag_text(xflags as u64, XATTR_FLAGS),
+        },
+    );
+    let value = &copy[VALUE..];
+    if name == "security.capability" {
+        // struct vfs_ns_cap_data { __le32 magic_etc; struct { __le32 permitted, inheritable; }
+        // data[2]; __le32 rootid; }; revision 1 has data[1] and no rootid.
+        let le = |i: usize| value.get(i..i + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
+        let value_len = (size as usize).min(value.len());
+        if let Some(magic) = le(0) {
+            let rev = magic & VFS_CAP_REVISION_MASK;
+            let permitted = match (rev, le(4), le(12)) {
+                (VFS_CAP_REVISION_1, Some(lo), _) if value_len >= 12 => Some(lo as u64),
+                (_, Some(lo), Some(hi)) if rev != VFS_CAP_REVISION_1 && value_len >= 20 => {
+                    Some(lo as u64 | (hi as u64) << 32)
+                }
+                _ => None,
+            };
+            if let Some(perm) = permitted.filter(|_| (1..=3).contains(&(rev >> 24))) {
+                ev.args.insert(
+                    "caps".into(),
+                    Arg::Flags {
+                        raw: perm as i64,
+                        text: crate::rules::fields::render_caps(perm),
+                    },
+                );
+                ev.args.insert(
+                    "caps_effective".into(),
+                    Arg::Int((magic & VFS_CAP_FLAGS_EFFECTIVE) as i64),
+                );
+                if rev == VFS_CAP_REVISION_3 && value_len >= 24 {
+                    if let Some(rootid) = le(20) {
+                        ev.args.insert("cap_rootid".into(), Arg::Int(rootid as i64));
+                    }
+                }
+            }
+        }
+    }
+    ev.args.insert("name".into(), Arg::Str(name));
+}
+
 fn path_fd(r: &Record<'_>) -> Fd {
     let p = &r.payload;
     let raw = r.str(slot::USER1);
@@ -1144,6 +1230,100 @@ mod tests {
 
     fn dec() -> Decoder {
         Decoder::new(1_000_000, "b00t".into())
+    }
+
+    /// A setxattr record with the entry copy as the kernel side lays it out.
+    fn xattr_record(kind: EventType, name: &[u8], value: &[u8], size: u32, xflags: u32) -> Vec<u8> {
+        use monitor_common::xattr_copy::{NAME, NAME_CAP, SIZE_FLAGS, VALUE, VALUE_CAP};
+        record(
+            kind,
+            0,
+            |p| {
+                p.sockaddr[SIZE_FLAGS..SIZE_FLAGS + 4].copy_from_slice(&size.to_ne_bytes());
+                p.sockaddr[SIZE_FLAGS + 4..SIZE_FLAGS + 8].copy_from_slice(&xflags.to_ne_bytes());
+                let n = name.len().min(NAME_CAP);
+                p.sockaddr[NAME..NAME + n].copy_from_slice(&name[..n]);
+                let v = value.len().min(VALUE_CAP);
+                p.sockaddr[VALUE..VALUE + v].copy_from_slice(&value[..v]);
+                p.sockaddr_len = (VALUE + v) as u16;
+            },
+            [b"", b"/usr/bin/python3", b"", b""],
+        )
+    }
+
+    fn le_words(w: &[u32]) -> Vec<u8> {
+        w.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn xattr_file_capabilities_by_revision() {
+        // v2, effective: CAP_SETUID (7) and CAP_NET_RAW (13) in the low word, CAP_BPF (39) high.
+        let v2 = le_words(&[0x0200_0001, 1 << 7 | 1 << 13, 0, 1 << 7, 0]);
+        let ev = dec()
+            .decode(&xattr_record(EventType::Setxattr, b"security.capability", &v2, 20, 0))
+            .unwrap();
+        assert_eq!(ev.args.get("name"), Some(&Arg::Str("security.capability".into())));
+        assert_eq!(
+            ev.args.get("caps"),
+            Some(&Arg::Flags {
+                raw: (1u64 << 7 | 1 << 13 | 1 << 39) as i64,
+                text: "CAP_SETUID CAP_NET_RAW CAP_BPF".into()
+            })
+        );
+        assert_eq!(ev.args.get("caps_effective"), Some(&Arg::Int(1)));
+        assert_eq!(ev.args.get("size"), Some(&Arg::Int(20)));
+        assert!(ev.args.get("cap_rootid").is_none());
+        assert_eq!(ev.fd.as_ref().unwrap().raw_path.as_deref(), Some("/usr/bin/python3"));
+
+        // v3 (namespaced): the root uid it applies to.
+        let v3 = le_words(&[0x0300_0000, 1 << 21, 0, 0, 0, 100_000]);
+        let ev = dec()
+            .decode(&xattr_record(EventType::Lsetxattr, b"security.capability", &v3, 24, 2))
+            .unwrap();
+        assert_eq!(ev.args.get("cap_rootid"), Some(&Arg::Int(100_000)));
+        assert_eq!(ev.args.get("caps_effective"), Some(&Arg::Int(0)));
+        assert_eq!(
+            ev.args.get("flags"),
+            Some(&Arg::Flags { raw: 2, text: "XATTR_REPLACE".into() })
+        );
+
+        // v1: one 32-bit word per set.
+        let v1 = le_words(&[0x0100_0001, 1 << 12, 0]);
+        let ev = dec()
+            .decode(&xattr_record(EventType::Setxattr, b"security.capability", &v1, 12, 0))
+            .unwrap();
+        assert_eq!(ev.args.get("caps").map(crate::rules::fields::render_arg).as_deref(), Some("CAP_NET_ADMIN"));
+    }
+
+    #[test]
+    fn xattr_values_that_do_not_parse_get_no_caps() {
+        // Unknown revision, a value shorter than its revision needs, and one cut by its size.
+        for (value, size) in [
+            (le_words(&[0x0400_0001, 1, 0, 0, 0]), 20),
+            (le_words(&[0x0200_0001, 1]), 8),
+            (le_words(&[0x0200_0001, 1, 0, 0, 0]), 16),
+        ] {
+            let ev = dec()
+                .decode(&xattr_record(EventType::Fsetxattr, b"security.capability", &value, size, 0))
+                .unwrap();
+            assert_eq!(ev.args.get("name"), Some(&Arg::Str("security.capability".into())));
+            assert!(ev.args.get("caps").is_none(), "{value:?}/{size}: {:?}", ev.args);
+        }
+        // Other attributes' values are not interpreted; a name filling its slot has no NUL and
+        // hostile bytes in it are escaped.
+        let mut name = b"user.\\\x1b[31m\xff".to_vec();
+        name.resize(monitor_common::xattr_copy::NAME_CAP, b'a');
+        let v2 = le_words(&[0x0200_0001, 1, 0, 0, 0]);
+        let ev = dec().decode(&xattr_record(EventType::Setxattr, &name, &v2, 20, 0)).unwrap();
+        let Some(Arg::Str(got)) = ev.args.get("name") else { panic!("{:?}", ev.args) };
+        assert!(got.starts_with(r"user.\\\x1b[31m\xffaaa"), "{got}");
+        assert!(!got.contains('\u{1b}'));
+        assert!(ev.args.get("caps").is_none());
+        // A call the entry hook missed has no copy: no name, nothing guessed.
+        let ev = dec()
+            .decode(&record(EventType::Setxattr, 0, |_| {}, [b"", b"/f", b"", b""]))
+            .unwrap();
+        assert!(ev.args.get("name").is_none() && ev.args.get("size").is_none());
     }
 
     #[test]

@@ -79,6 +79,19 @@ os.chmod("sub/file.txt", 0o640)
 os.unlink("hard")
 os.rmdir("renamed")
 
+# file capabilities as setcap writes them (v2 vfs_cap_data, cap_net_raw+ep), by relative path;
+# a v3 value (cap_sys_admin) through an fd; a user xattr on the root dirfd itself through
+# setxattrat(AT_EMPTY_PATH) with struct xattr_args { value, size, flags=XATTR_CREATE }
+import struct
+out["setxattr"] = libc.setxattr(b"sub/file.txt", b"security.capability", struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0), 20, 0)
+xfd = os.open("sub/file.txt", os.O_RDONLY)
+out["xfd"] = xfd
+out["fsetxattr"] = libc.fsetxattr(xfd, b"security.capability", struct.pack("<6I", 0x03000000, 1 << 21, 0, 0, 0, 0), 24, 0)
+os.close(xfd)
+xval = ctypes.create_string_buffer(b"abc")
+xargs = struct.pack("<QII", ctypes.addressof(xval), 3, 1)
+out["setxattrat"] = libc.syscall(463, d, b"", 0x1000, b"user.capture", xargs, len(xargs))
+
 # bind/listen/accept on loopback
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(4); out["srvport"] = srv.getsockname()[1]
 cl = socket.socket(); cl.connect(("127.0.0.1", out["srvport"])); out["cliport"] = cl.getsockname()[1]

@@ -289,19 +289,25 @@ pub fn print_table(rows: &[Row]) {
     }
 }
 
-/// Triggers for behaviours busybox has no applet for (fileless exec, ptrace, bpf), compiled
-/// `-static` with the host's gcc and placed in the container's rootfs.
-pub const HELPER_C: &str = r#"/* Triggers for behaviours busybox has no applet for; compiled -static by tests/tests/rules_live.rs
- * and run inside the test container. Usage: helper memfd|ptrace|bpf */
+/// Triggers for behaviours busybox has no applet for, compiled `-static` with the host's gcc and
+/// placed in a container's rootfs (`rules_live` and `field_coverage` share it).
+pub const HELPER_C: &str = r#"/* Triggers for behaviours busybox has no applet for; compiled -static by the tests and run
+ * inside a test container.
+ * Usage: helper memfd | ptrace | bpf | ids | dupsock PORT | setcap PATH */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -341,6 +347,37 @@ int main(int argc, char **argv) {
         long fd = syscall(SYS_bpf, 0, attr, sizeof attr);
         if (fd < 0) perror("bpf");
         return fd < 0 ? 1 : 0;
+    }
+    if (!strcmp(argv[1], "ids")) {
+        /* Every uid-changing call, as root to root: they succeed and change nothing. */
+        setresuid(0, 0, 0);
+        setreuid(0, 0);
+        setfsuid(0);
+        setuid(0);
+        return 0;
+    }
+    if (!strcmp(argv[1], "dupsock") && argc > 2) {
+        /* A shell-style redirection of a connected socket onto stdout (dup2 of a socket). */
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {0};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(atoi(argv[2]));
+        sa.sin_addr.s_addr = htonl(0x7f000001);
+        if (connect(s, (struct sockaddr *)&sa, sizeof sa) < 0) return 1;
+        dup2(s, 1);
+        dup(s);
+        dup3(s, 5, 0);
+        return 0;
+    }
+    if (!strcmp(argv[1], "setcap") && argc > 2) {
+        /* What `setcap cap_setuid+ep PATH` writes: a v2 struct vfs_cap_data (little-endian
+         * words: magic_etc with the effective bit, then permitted/inheritable low and high). */
+        unsigned int cap[5] = {0x02000000u | 1u, 1u << 7 /* CAP_SETUID */, 0, 0, 0};
+        if (setxattr(argv[2], "security.capability", cap, sizeof cap, 0) < 0) {
+            perror("setxattr");
+            return 1;
+        }
+        return 0;
     }
     return 2;
 }

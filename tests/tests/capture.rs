@@ -568,6 +568,52 @@ fn capture_end_to_end() {
         }),
         || show(&ev),
     );
+    // Extended attributes: the name and value as the call was given them (copied at entry),
+    // the file capabilities decoded, and the path from the kernel wherever an fd names it.
+    let ev = m.wait_for(WAIT, |v| is(v, "setxattr", pid));
+    c.check(
+        "setxattr of file capabilities, relative path",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.raw_path") == Some("sub/file.txt")
+                && str_at(e, "fd.path") == Some(file.as_str())
+                && str_at(e, "fd.path_source") == Some("user")
+                && str_at(e, "args.name") == Some("security.capability")
+                && int_at(e, "args.size") == Some(20)
+                && int_at(e, "args.caps.raw") == Some(1 << 13)
+                && str_at(e, "args.caps.text") == Some("CAP_NET_RAW")
+                && int_at(e, "args.caps_effective") == Some(1)
+                && int_at(e, "ret") == info["setxattr"].as_i64()
+        }),
+        || format!("{} (workload: {})", show(&ev), info["setxattr"]),
+    );
+    let ev = m.wait_for(WAIT, |v| is(v, "fsetxattr", pid));
+    c.check(
+        "fsetxattr: the fd's file from the kernel, a v3 value with its root id",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(file.as_str())
+                && str_at(e, "fd.path_source") == Some("kernel")
+                && int_at(e, "fd.num") == info["xfd"].as_i64()
+                && str_at(e, "args.caps.text") == Some("CAP_SYS_ADMIN")
+                && int_at(e, "args.caps_effective") == Some(0)
+                && int_at(e, "args.cap_rootid") == Some(0)
+                && int_at(e, "ret") == info["fsetxattr"].as_i64()
+        }),
+        || format!("{} (workload: {})", show(&ev), info["fsetxattr"]),
+    );
+    let ev = m.wait_for(WAIT, |v| is(v, "setxattrat", pid));
+    c.check(
+        "setxattrat(AT_EMPTY_PATH) on a dirfd: struct xattr_args read, the dirfd's path",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(real_s.as_str())
+                && str_at(e, "fd.path_source") == Some("kernel")
+                && str_at(e, "args.name") == Some("user.capture")
+                && int_at(e, "args.size") == Some(3)
+                && str_at(e, "args.flags.text") == Some("XATTR_CREATE")
+                && e["args"].get("caps").is_none()
+                && int_at(e, "ret") == info["setxattrat"].as_i64()
+        }),
+        || format!("{} (workload: {})", show(&ev), info["setxattrat"]),
+    );
     let ev = m.wait_for(WAIT, |v| {
         any(v, &["unlink", "unlinkat"]) && str_at(v, "fd.raw_path") == Some("hard")
     });

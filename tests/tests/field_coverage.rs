@@ -4,9 +4,9 @@
 //! included) and of its output, and the event kinds the rule can match
 //! (`RuleSet::rule_fields`). One `monitor events --containers-only` captures a real runc
 //! container doing a set of behaviours (files, links, exec chains, sockets, privilege and
-//! namespace calls, ptrace, bpf, a 32-bit program). Then, with the engine's own extraction
-//! (`rules::fields::is_filled`), each field must be filled on at least one live event of a
-//! kind one of its rules applies to.
+//! namespace calls, ptrace, bpf, file capabilities, a 32-bit program). Then, with the engine's
+//! own extraction (`rules::fields::is_filled`), each field must be filled on at least one live
+//! event of a kind one of its rules applies to.
 //!
 //! [`NOT_FILLED_HERE`] lists the fields that cannot be filled, with the reason. The test fails
 //! when an unlisted field is missing, and when a listed field starts being filled (the list
@@ -21,7 +21,7 @@ use monitor::event::{Event, EventType};
 use monitor::rules::{self, FieldUse, LoadOptions, fields::is_filled, program::KindSet};
 use monitor_tests::containers::have;
 use monitor_tests::harness::{MonitorProcess, skip_unless_root, workspace_root};
-use monitor_tests::live::{LiveContainer, Shape, put};
+use monitor_tests::live::{LiveContainer, Shape, build_helper, put};
 
 /// Fields no live event can fill here, and why.
 const NOT_FILLED_HERE: &[(&str, &str)] = &[
@@ -40,78 +40,6 @@ const EXIT32_C: &str = r#"
 void _start(void) { __asm__ volatile("int $0x80" : : "a"(1), "b"(0) : "memory"); }
 "#;
 
-/// Triggers busybox has no applet for. Usage: helper ids|ptrace|bpf|memfd|dupsock PORT
-const HELPER_C: &str = r#"
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/fsuid.h>
-#include <sys/mman.h>
-#include <sys/ptrace.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-extern char **environ;
-
-int main(int argc, char **argv) {
-    if (argc < 2) return 2;
-    if (!strcmp(argv[1], "ids")) {
-        /* Every uid-changing call, as root to root: they succeed and change nothing. */
-        setresuid(0, 0, 0);
-        setreuid(0, 0);
-        setfsuid(0);
-        setuid(0);
-        return 0;
-    }
-    if (!strcmp(argv[1], "ptrace")) {
-        pid_t child = fork();
-        if (child == 0) { pause(); _exit(0); }
-        usleep(100000);
-        long r = ptrace(PTRACE_ATTACH, child, 0, 0);
-        if (r == 0) { waitpid(child, NULL, 0); ptrace(PTRACE_DETACH, child, 0, 0); }
-        kill(child, SIGKILL);
-        waitpid(child, NULL, 0);
-        return 0;
-    }
-    if (!strcmp(argv[1], "bpf")) {
-        unsigned int attr[32] = {0};
-        attr[0] = 2; attr[1] = 4; attr[2] = 4; attr[3] = 1;
-        return syscall(SYS_bpf, 0, attr, sizeof attr) < 0;
-    }
-    if (!strcmp(argv[1], "memfd")) {
-        int src = open("/bin/busybox", O_RDONLY);
-        int mfd = memfd_create("payload", MFD_CLOEXEC);
-        if (src < 0 || mfd < 0) return 1;
-        char buf[65536];
-        ssize_t n;
-        while ((n = read(src, buf, sizeof buf)) > 0)
-            if (write(mfd, buf, n) != n) return 1;
-        char *args[] = {"true", NULL};
-        fexecve(mfd, args, environ);
-        return 1;
-    }
-    if (!strcmp(argv[1], "dupsock") && argc > 2) {
-        /* A shell-style redirection of a connected socket onto stdout (dup2 of a socket). */
-        int s = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in sa = {0};
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons(atoi(argv[2]));
-        sa.sin_addr.s_addr = htonl(0x7f000001);
-        if (connect(s, (struct sockaddr *)&sa, sizeof sa) < 0) return 1;
-        dup2(s, 1);
-        dup(s);
-        dup3(s, 5, 0);
-        return 0;
-    }
-    return 2;
-}
-"#;
 
 fn gcc(out: &Path, src_text: &str, flags: &[&str]) -> Result<(), String> {
     let src = out.with_extension("c");
@@ -215,7 +143,8 @@ const BEHAVIOURS: &[(&str, &str)] = &[
         "privilege",
         "/opt/helper ids; su nobody -s /bin/sh -c true; mount -t tmpfs none /mnt; \
          umount /mnt; unshare -m true; nsenter -t 1 -m true; /opt/helper ptrace; \
-         /opt/helper bpf; /opt/helper memfd; /opt/exit32",
+         /opt/helper bpf; /opt/helper memfd; /opt/exit32; \
+         cp /bin/busybox /work/capped; /opt/helper setcap /work/capped",
     ),
 ];
 
@@ -250,7 +179,7 @@ fn every_rule_field_is_filled_on_live_events() {
     let work = std::env::temp_dir().join(format!("monitor-fieldcov-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
     let helper = work.join("helper");
-    gcc(&helper, HELPER_C, &["-static", "-O1"]).expect("gcc -static builds the helper");
+    build_helper(&helper).expect("gcc -static builds the helper");
     let exit32 = work.join("exit32");
     let exit32_ok = match gcc(
         &exit32,

@@ -558,9 +558,16 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
             "helper",
             "BPF_MAP_CREATE",
         ));
+        sh("cp /bin/busybox /tmp/capme && /opt/helper setcap /tmp/capme");
+        checks.push(chk(
+            "File capabilities set in container",
+            "caps=CAP_SETUID",
+            "setxattr security.capability (cap_setuid+ep)",
+        ));
     } else {
         not_fireable.push(("Ptrace attach to another process", "no static helper"));
         not_fireable.push(("BPF program or map from container", "no static helper"));
+        not_fireable.push(("File capabilities set in container", "no static helper"));
     }
     ex(&["find", "/", "-xdev", "-perm", "-4000"]);
     checks.push(chk(
