@@ -293,7 +293,7 @@ pub fn print_table(rows: &[Row]) {
 /// placed in a container's rootfs (`rules_live` and `field_coverage` share it).
 pub const HELPER_C: &str = r#"/* Triggers for behaviours busybox has no applet for; compiled -static by the tests and run
  * inside a test container.
- * Usage: helper memfd | ptrace | bpf | ids | dupsock PORT | setcap PATH */
+ * Usage: helper memfd | ptrace | bpf | ids | dupsock PORT | setcap PATH | rawsock */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -377,6 +377,15 @@ int main(int argc, char **argv) {
             perror("setxattr");
             return 1;
         }
+        return 0;
+    }
+    if (!strcmp(argv[1], "rawsock")) {
+        /* A raw IP socket without CAP_NET_RAW: drop to nobody first, so that it is refused
+         * whatever capabilities the container has. Succeeds when the kernel says EPERM. */
+        if (setgid(65534) < 0 || setuid(65534) < 0) { perror("setuid"); return 1; }
+        int s = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+        if (s >= 0) { fprintf(stderr, "raw socket allowed without CAP_NET_RAW\n"); return 1; }
+        perror("socket");
         return 0;
     }
     return 2;

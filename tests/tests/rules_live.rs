@@ -321,6 +321,13 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "stage.sh",
         "held-out #! script in /tmp",
     ));
+    // Refused by the kernel (no execute bit): the dropper is still the news.
+    sh("cp /bin/busybox /tmp/nox && chmod 644 /tmp/nox; /tmp/nox true");
+    checks.push(chk(
+        "Executable run from temporary directory",
+        "file=/tmp/nox res=EACCES",
+        "held-out exec refused (EACCES) of a file dropped in /tmp",
+    ));
     sh("cp /bin/busybox /dev/shm/shmx && /dev/shm/shmx true");
     checks.push(chk(
         "Executable run from temporary directory",
@@ -557,6 +564,12 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
             "BPF program or map from container",
             "helper",
             "BPF_MAP_CREATE",
+        ));
+        ex(&["/opt/helper", "rawsock"]);
+        checks.push(chk(
+            "Raw or packet socket created in container",
+            "res=EPERM",
+            "held-out raw socket refused without CAP_NET_RAW",
         ));
         sh("cp /bin/busybox /tmp/capme && /opt/helper setcap /tmp/capme");
         checks.push(chk(
