@@ -158,8 +158,10 @@ pub mod slot {
 }
 
 /// `aux` slots per kind.
-/// - exec: aux[0] tty (new_encode_dev), aux[1] stdio fd kinds (3 bytes), aux[2] argv full length;
-///   the executable inode's times in `args` (see [`exec_args`]).
+/// - exec: aux[0] tty (new_encode_dev), aux[1] stdio fd kinds (3 bytes), aux[2] argv full length,
+///   aux[3] environment full length (0 when not read); the executable inode's times in `args`
+///   (see [`exec_args`]). S1 holds argv and then, as far as the slot reaches, the environment
+///   (the kernel lays them out back to back at exec; one read takes both).
 /// - clone family: aux[0] child tid, aux[1] clone flags (clone3: read from clone_args),
 ///   aux[2] child tgid (0 when unknown).
 /// - procexit (at the process' last thread's exit, with `flags::GROUP_DEAD`; per-thread exits,
@@ -208,7 +210,7 @@ pub mod send_args {
 
 /// Payload flag bits.
 pub mod flags {
-    /// argv was longer than the slot.
+    /// argv was longer than the slot (the environment after it is then not read at all).
     pub const ARGS_TRUNCATED: u8 = 1 << 0;
     /// S0 came from the kernel's own objects.
     pub const KPATH_OK: u8 = 1 << 1;
@@ -294,6 +296,8 @@ pub struct Offsets {
     pub mm_exe_file: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
     pub fs_root: u32,
     pub fs_pwd: u32,
     pub path_mnt: u32,

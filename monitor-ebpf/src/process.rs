@@ -7,7 +7,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{EventType, exec_args, flags, slot};
+use monitor_common::{EventType, STR_MASK, exec_args, flags, slot};
 
 use crate::{
     PENDING,
@@ -77,7 +77,14 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let arg_start: u64 = rk(mm + off!(mm_arg_start));
     let arg_end: u64 = rk(mm + off!(mm_arg_end));
     let argv_len = arg_end.saturating_sub(arg_start);
-    if w.user_bytes(slot::ARGV, arg_start, argv_len) {
+    // The environment follows argv (the exec just laid both out): read them in one go, so the
+    // decoder can keep the variables that change what code runs (LD_PRELOAD ...). A layout
+    // that is not back to back (never at exec) gets argv alone.
+    let env_start: u64 = rk(mm + off!(mm_env_start));
+    let env_end: u64 = rk(mm + off!(mm_env_end));
+    let env_len = if env_start == arg_end { env_end.saturating_sub(env_start) } else { 0 };
+    w.user_bytes(slot::ARGV, arg_start, argv_len + env_len);
+    if argv_len > STR_MASK as u64 {
         unsafe { (*w.payload()).flags |= flags::ARGS_TRUNCATED };
     }
     let fs: u64 = rk(t + off!(task_fs));
@@ -105,6 +112,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         (*w.payload()).aux[0] = task::tty_nr(t);
         (*w.payload()).aux[1] = stdio;
         (*w.payload()).aux[2] = argv_len;
+        (*w.payload()).aux[3] = env_len;
     }
     w.submit(kind);
     0

@@ -598,7 +598,17 @@ fn fill_exec(ev: &mut Event, r: &Record<'_>) {
     let p = &r.payload;
     let proc_ = &mut ev.process;
     proc_.exepath = r.str(slot::EXE).unwrap_or_default().into();
-    let argv = r.strings[slot::ARGV];
+    // S1 is argv, then (as far as it reaches) the environment; aux[2] and aux[3] say how
+    // long each really was. No environment length: the kernel read argv alone.
+    let block = r.strings[slot::ARGV];
+    let env_len = p.aux[3] as usize;
+    let argv_len = if env_len > 0 { (p.aux[2] as usize).min(block.len()) } else { block.len() };
+    let (argv, env) = block.split_at(argv_len);
+    if env_len > 0 {
+        let complete = env.len() >= env_len;
+        proc_.env = Some(crate::event::kept_env(&env[..env.len().min(env_len)], complete));
+        proc_.env_truncated = !complete;
+    }
     let argv = argv.strip_suffix(&[0]).unwrap_or(argv);
     let mut parts = argv.split(|&b| b == 0);
     proc_.exe = parts

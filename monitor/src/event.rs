@@ -12,6 +12,76 @@ use serde::{Deserialize, Serialize};
 
 pub use monitor_common::EventType;
 
+/// The environment variables events keep: the ones that change what code a program loads or
+/// runs (the dynamic linker's, interpreters' preload and start-up hooks, shell start-up and
+/// history files) and PATH. Nothing else of an environment is stored, matched or printed.
+pub const ENV_KEPT: &[&str] = &[
+    "LD_PRELOAD",
+    "LD_AUDIT",
+    "LD_LIBRARY_PATH",
+    "GCONV_PATH",
+    "BASH_ENV",
+    "ENV",
+    "PROMPT_COMMAND",
+    "HISTFILE",
+    "HISTFILESIZE",
+    "HISTSIZE",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PERL5OPT",
+    "PERL5LIB",
+    "RUBYOPT",
+    "NODE_OPTIONS",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    // glibc's tunables (CVE-2023-4911 went through them).
+    "GLIBC_TUNABLES",
+    // Where traffic goes; a password in the URL is redacted (see `kept_env`).
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "PATH",
+];
+
+/// The [`ENV_KEPT`] entries of a NUL-separated environment block, escaped, in block order.
+/// `complete` false: the block was cut, and its last entry (possibly cut mid-way) is dropped.
+pub fn kept_env(block: &[u8], complete: bool) -> std::sync::Arc<[String]> {
+    let block = block.strip_suffix(&[0]).unwrap_or(block);
+    let mut entries: Vec<&[u8]> = block.split(|&b| b == 0).filter(|e| !e.is_empty()).collect();
+    if !complete {
+        entries.pop();
+    }
+    entries
+        .into_iter()
+        .filter(|e| {
+            let name = e.split(|&b| b == b'=').next().unwrap_or(e);
+            ENV_KEPT.iter().any(|k| k.as_bytes() == name)
+        })
+        .map(|e| redact_url_password(crate::decode::escape_bytes(e, crate::decode::MAX_STR)))
+        .collect()
+}
+
+/// `NAME=scheme://user:password@host` -> `NAME=scheme://user:<redacted>@host` (proxy URLs
+/// carry credentials); anything else unchanged.
+fn redact_url_password(entry: String) -> String {
+    let Some(scheme_end) = entry.find("://") else {
+        return entry;
+    };
+    let rest = &entry[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return entry;
+    };
+    let Some(colon) = rest[..at].find(':') else {
+        return entry;
+    };
+    let start = scheme_end + 3 + colon + 1;
+    format!("{}<redacted>{}", &entry[..start], &entry[scheme_end + 3 + at..])
+}
+
 /// Capability names by bit number (`CAP_CHOWN` = 0 ...): the meaning of `cap_effective`.
 pub const CAPABILITY_NAMES: [&str; 41] = [
     "CAP_CHOWN",
@@ -207,6 +277,16 @@ pub struct Process {
     pub args: std::sync::Arc<[String]>,
     /// True when argv was cut at the capture bound.
     pub args_truncated: bool,
+    /// The environment variables of [`ENV_KEPT`] the process was exec'd with, `NAME=value`,
+    /// read from its memory after exec like argv. None when not captured (a process seen only
+    /// through procfs whose environ was unreadable). Every other variable is dropped in the
+    /// decoder: tokens and passwords live there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<std::sync::Arc<[String]>>,
+    /// True when the environment did not fit the capture bound (argv and environment share
+    /// 4095 bytes): a kept variable after the cut is not in `env`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub env_truncated: bool,
     pub cwd: Text,
     pub uid: u32,
     pub gid: u32,
@@ -570,4 +650,50 @@ mod event_type_name {
 
 fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_kept_environment_variables_survive_escaped_and_redacted() {
+        let block = b"AWS_SECRET_ACCESS_KEY=abc\0LD_PRELOAD=/tmp/x.so\0API_TOKEN=t0k\0\
+PATH=/usr/bin\0https_proxy=http://bob:hunter2@proxy:3128/\0LD_AUDIT=/a\x1b[0m.so\0\
+LD_PRELOADX=/no\0=\0\0";
+        let kept = kept_env(block, true);
+        assert_eq!(
+            *kept,
+            [
+                "LD_PRELOAD=/tmp/x.so",
+                "PATH=/usr/bin",
+                "https_proxy=http://bob:<redacted>@proxy:3128/",
+                "LD_AUDIT=/a\\x1b[0m.so",
+            ]
+        );
+        // A cut block drops its last, possibly partial, entry.
+        assert_eq!(*kept_env(b"PATH=/bin\0LD_PRELOAD=/tm", false), ["PATH=/bin"]);
+        assert!(kept_env(b"", true).is_empty());
+    }
+
+    #[test]
+    fn proxy_urls_keep_everything_but_the_password() {
+        for (given, want) in [
+            ("HTTP_PROXY=http://proxy:8080", "HTTP_PROXY=http://proxy:8080"),
+            ("HTTP_PROXY=http://u@proxy:8080", "HTTP_PROXY=http://u@proxy:8080"),
+            ("HTTP_PROXY=http://u:p@ss@proxy", "HTTP_PROXY=http://u:<redacted>@proxy"),
+            ("ALL_PROXY=socks5://u:p@h/x@y", "ALL_PROXY=socks5://u:<redacted>@h/x@y"),
+        ] {
+            assert_eq!(redact_url_password(given.to_string()), want);
+        }
+    }
+
+    #[test]
+    fn the_rules_readme_lists_every_kept_variable() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        for k in ENV_KEPT {
+            assert!(readme.contains(&format!("`{k}`")), "rules/README.md does not list {k}");
+        }
+    }
 }

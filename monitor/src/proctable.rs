@@ -45,6 +45,9 @@ pub struct ProcEntry {
     pub exe: Text,
     pub exepath: Text,
     pub args: Arc<[String]>,
+    /// See `Process::env` and `Process::env_truncated`.
+    pub env: Option<Arc<[String]>>,
+    pub env_truncated: bool,
     pub cwd: Text,
     /// See `Process::is_container_runtime`.
     pub is_container_runtime: bool,
@@ -202,6 +205,8 @@ impl ProcTable {
                     exe: ev.process.exe.clone(),
                     exepath: ev.process.exepath.clone(),
                     args: ev.process.args.clone(),
+                    env: ev.process.env.clone(),
+                    env_truncated: ev.process.env_truncated,
                     cwd: ev.process.cwd.clone(),
                     vpid: ev.process.vpid,
                     sid: ev.process.sid,
@@ -278,6 +283,10 @@ impl ProcTable {
                 if p.exe.is_empty() {
                     p.exe.clone_from(&e.exe);
                     p.args.clone_from(&e.args);
+                }
+                if p.env.is_none() {
+                    p.env.clone_from(&e.env);
+                    p.env_truncated = e.env_truncated;
                 }
                 if p.cwd.is_empty() {
                     p.cwd.clone_from(&e.cwd);
@@ -457,6 +466,11 @@ pub fn read_proc_entry(proc_root: &Path, pid: u32) -> Option<ProcEntry> {
         parts.next().unwrap_or_default()
     };
     let args = parts.take(crate::decode::MAX_ARGS).collect();
+    // The environment as exec'd (procfs shows the same memory the kernel side reads, whole);
+    // unreadable (a kernel thread, a process gone mid-read) is None.
+    let env = std::fs::read(base.join("environ"))
+        .ok()
+        .map(|b| crate::event::kept_env(&b, true));
     // Following the exe link stats the executable itself.
     let (exe_ino_ctime, exe_ino_mtime) = std::fs::metadata(base.join("exe"))
         .map(|m| {
@@ -475,6 +489,7 @@ pub fn read_proc_entry(proc_root: &Path, pid: u32) -> Option<ProcEntry> {
         exe: exe.into(),
         exepath: exepath.into(),
         args,
+        env,
         cwd: cwd.into(),
         ..ProcEntry::default()
     })

@@ -52,7 +52,7 @@ fn check_passes_on_the_shipped_rules_and_fails_with_carets() {
 
     let warn = tmp(
         "warn.yaml",
-        "- rule: r\n  desc: d\n  condition: evt.type = execve and proc.env contains X\n  output: o\n  priority: INFO\n",
+        "- rule: r\n  desc: d\n  condition: evt.type = execve and proc.aenv contains X\n  output: o\n  priority: INFO\n",
     );
     assert_eq!(
         monitor()

@@ -212,12 +212,42 @@ fn type_and_operator_errors() {
 
 #[test]
 fn unsupported_fields_warn_and_compare_false() {
-    let y = "- rule: r\n  desc: d\n  condition: evt.type = execve and not proc.env contains X\n  output: o\n  priority: INFO\n";
+    let y = "- rule: r\n  desc: d\n  condition: evt.type = execve and not proc.aenv contains X\n  output: o\n  priority: INFO\n";
     let (set, d) = load_str("t.yaml", y, &LoadOptions::default());
     let w = d.iter().find(|d| d.code == Code::UnsupportedField).unwrap();
     assert_eq!(w.severity, Severity::Warning);
     assert_eq!((w.pos.line, w.pos.col), (3, 40));
     assert_eq!(set.len(), 1);
+}
+
+#[test]
+fn environment_searches_the_monitor_cannot_answer_are_flagged_where_written() {
+    // A variable the monitor drops at capture: by name, and inside a whole-env search.
+    for (cond, col, text) in [
+        ("evt.type = execve and proc.env[AWS_SECRET_ACCESS_KEY] exists", 36, "proc.env"),
+        ("evt.type = execve and not proc.env contains AWS_SECRET", 58, "AWS_SECRET"),
+    ] {
+        let y = format!("- rule: r\n  desc: d\n  condition: {cond}\n  output: o\n  priority: INFO\n");
+        let (set, d) = load_str("t.yaml", &y, &LoadOptions::default());
+        let w = d
+            .iter()
+            .find(|d| d.code == Code::UnsupportedField)
+            .unwrap_or_else(|| panic!("{cond}: no R0202 in {d:#?}"));
+        assert_eq!(w.severity, Severity::Warning, "{cond}");
+        assert_eq!((w.pos.line, w.pos.col), (3, col), "{cond}: {}", w.render());
+        assert!(w.offending().starts_with(text), "{cond}: {}", w.render());
+        assert_eq!(set.len(), 1);
+    }
+    // Kept variables: no diagnostic, by name or in a search (Falco's spelling, any case).
+    for cond in [
+        "evt.type = execve and proc.env[LD_PRELOAD] startswith /tmp",
+        "evt.type = execve and proc.env icontains glibc_tunables",
+        "evt.type = execve and proc.env contains \"HTTP_PROXY=http://p \"",
+    ] {
+        let y = format!("- rule: r\n  desc: d\n  condition: {cond}\n  output: o\n  priority: INFO\n");
+        let (_, d) = load_str("t.yaml", &y, &LoadOptions::default());
+        assert!(d.is_empty(), "{cond}: {d:#?}");
+    }
 }
 
 #[test]

@@ -106,6 +106,60 @@ fn capture_end_to_end() {
         || show(&ev),
     );
 
+    // The environment after exec: the variables that change what code runs are kept, every
+    // other one (a token here) never leaves the decoder. `/bin/echo <marker>` runs with exactly
+    // `env`; Command lays an environment out sorted by name.
+    let mut exec_with_env = |marker: &str, env: &[(&str, String)]| {
+        let st = cg
+            .command("/bin/echo")
+            .arg(marker)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        m.wait_for(WAIT, |v| {
+            str_at(v, "type") == Some("execve") && v["process"]["args"] == serde_json::json!([marker])
+        })
+    };
+    let ev = exec_with_env(
+        "capture-env",
+        &[
+            ("CAPTURE_SECRET_TOKEN", "s3cr3t-value".into()),
+            ("LD_PRELOAD", "/nonexistent/libcapture.so".into()),
+        ],
+    );
+    c.check(
+        "exec environment: kept variables only, nothing else printed",
+        ev.as_ref().is_some_and(|e| {
+            e["process"]["env"] == serde_json::json!(["LD_PRELOAD=/nonexistent/libcapture.so"])
+                && e["process"].get("env_truncated").is_none()
+                && !e.to_string().contains("s3cr3t")
+        }),
+        || show(&ev),
+    );
+    // An environment longer than the capture bound: what fits is kept, the cut is said
+    // (PATH comes after the padding).
+    let ev = exec_with_env(
+        "capture-env-big",
+        &[
+            ("LD_PRELOAD", "/first/lib.so".into()),
+            ("PADDING", "p".repeat(6000)),
+            ("PATH", "/usr/bin".into()),
+        ],
+    );
+    c.check(
+        "exec environment beyond the bound: env_truncated, what fit is kept",
+        ev.as_ref().is_some_and(|e| {
+            e["process"]["env"] == serde_json::json!(["LD_PRELOAD=/first/lib.so"])
+                && e["process"]["env_truncated"] == serde_json::json!(true)
+                && e["process"]["args_truncated"] == serde_json::json!(false)
+        }),
+        || show(&ev),
+    );
+
     // Hostile argv: invalid UTF-8 and an escape sequence come out escaped.
     {
         use std::os::unix::ffi::OsStrExt;

@@ -144,7 +144,8 @@ const BEHAVIOURS: &[(&str, &str)] = &[
         "/opt/helper ids; su nobody -s /bin/sh -c true; mount -t tmpfs none /mnt; \
          umount /mnt; unshare -m true; nsenter -t 1 -m true; /opt/helper ptrace; \
          /opt/helper bpf; /opt/helper memfd; /opt/exit32; \
-         cp /bin/busybox /work/capped; /opt/helper setcap /work/capped",
+         cp /bin/busybox /work/capped; /opt/helper setcap /work/capped; \
+         env LD_PRELOAD=/opt/none.so LD_AUDIT=/opt/none.so /bin/true",
     ),
 ];
 

@@ -328,6 +328,12 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
         "file=/tmp/nox res=EACCES",
         "held-out exec refused (EACCES) of a file dropped in /tmp",
     ));
+    ex(&["env", "LD_PRELOAD=/tmp/.x/libhook.so", "/bin/busybox", "true"]);
+    checks.push(chk(
+        "Library preloaded through environment in container",
+        "ld_preload=/tmp/.x/libhook.so",
+        "env LD_PRELOAD=/tmp/.x/libhook.so",
+    ));
     sh("cp /bin/busybox /dev/shm/shmx && /dev/shm/shmx true");
     checks.push(chk(
         "Executable run from temporary directory",

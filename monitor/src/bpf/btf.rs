@@ -265,6 +265,8 @@ pub fn offsets(btf: &Btf) -> Result<monitor_common::Offsets, BtfError> {
         mm_exe_file: o("mm_struct.exe_file")?,
         mm_arg_start: o("mm_struct.arg_start")?,
         mm_arg_end: o("mm_struct.arg_end")?,
+        mm_env_start: o("mm_struct.env_start")?,
+        mm_env_end: o("mm_struct.env_end")?,
         fs_root: o("fs_struct.root")?,
         fs_pwd: o("fs_struct.pwd")?,
         path_mnt: o("path.mnt")?,

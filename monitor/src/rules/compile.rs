@@ -443,6 +443,25 @@ impl<'a> Compiler<'a> {
             Rhs::None | Rhs::Field(_) => {}
         }
 
+        // The whole `proc.env` holds only the kept variables: a search for any other one
+        // would be silently false (and `not` of it silently true). Say so where it is written.
+        if field.id == Id::ProcEnv && matches!(field.arg, fields::FArg::None) {
+            for l in &lits {
+                let upper = l.text.to_ascii_uppercase();
+                if !crate::event::ENV_KEPT.iter().any(|k| upper.contains(k)) {
+                    self.warn(
+                        Code::UnsupportedField,
+                        &l.pos(src),
+                        l.len,
+                        format!(
+                            "`{}` names no environment variable the monitor keeps (proc.env holds only those that change what code runs, listed in rules/README.md); this comparison is always false",
+                            l.text
+                        ),
+                    );
+                }
+            }
+        }
+
         // evt.type: a kind set, which also feeds the index.
         if field.id == Id::EvtType
             && field.transformers.is_empty()

@@ -32,6 +32,8 @@ pub enum ArgKind {
     Index,
     /// `[key]` or `.key` required.
     Key,
+    /// `[key]` optional: without it the field is the whole (`proc.env`).
+    OptKey,
 }
 
 /// Field identifiers. Values with an argument carry it in [`FieldRef::arg`].
@@ -84,6 +86,8 @@ pub enum Id {
     ProcStdoutType,
     ProcStderrType,
     ProcArgsTruncated,
+    ProcEnv,
+    ProcEnvTruncated,
     ProcVpid,
     ProcPvpid,
     ThreadVtid,
@@ -480,6 +484,22 @@ pub static FIELDS: &[Spec] = &[
         None,
         1,
         "fd 2 type at exec (own)"
+    ),
+    spec!(
+        "proc.env",
+        ProcEnv,
+        Str,
+        OptKey,
+        2,
+        "environment at exec, `NAME=value` separated by spaces; `[NAME]` one variable's value. Only the variables that change what code runs are kept (list below)"
+    ),
+    spec!(
+        "proc.env_truncated",
+        ProcEnvTruncated,
+        Bool,
+        None,
+        1,
+        "the environment did not fit the capture bound: a variable after the cut is not in proc.env (own)"
     ),
     spec!(
         "proc.args_truncated",
@@ -887,12 +907,8 @@ pub static UNSUPPORTED: &[(&str, &str)] = &[
     ("evt.is_io_read", "read/write syscalls are not captured"),
     ("evt.is_io_write", "read/write syscalls are not captured"),
     (
-        "proc.env",
-        "the environment is not captured (capture would copy a bounded env_start..env_end of the new mm at exec)",
-    ),
-    (
         "proc.aenv",
-        "the environment is not captured (capture would copy a bounded env_start..env_end of the new mm at exec)",
+        "ancestors' environments are not kept (proc.env is the process' own)",
     ),
     (
         "proc.sid",
@@ -1063,7 +1079,16 @@ pub fn lookup(name: &str, arg: Option<&str>) -> Lookup {
     let farg = match (spec.arg, arg) {
         (ArgKind::None, None) => FArg::None,
         (ArgKind::None, Some(_)) => return Lookup::BadArg(format!("`{name}` takes no argument")),
-        (ArgKind::OptIndex, None) => FArg::None,
+        (ArgKind::OptIndex | ArgKind::OptKey, None) => FArg::None,
+        (ArgKind::OptKey, Some(a)) => {
+            let key = a.trim();
+            if spec.id == Id::ProcEnv && !crate::event::ENV_KEPT.contains(&key) {
+                return Lookup::Unsupported(
+                    "only the environment variables that change what code runs are kept (the list is in rules/README.md); the rest, secrets included, are dropped at capture",
+                );
+            }
+            FArg::Key(key.to_string())
+        }
         (ArgKind::Index | ArgKind::OptIndex, Some(a)) => match a.trim().parse::<usize>() {
             Ok(n) if n < 64 => FArg::Index(n),
             _ => {
@@ -1519,6 +1544,19 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
         Id::ProcStdoutType => V::S(Cow::Borrowed(fdtype_name(p.stdio[1]))),
         Id::ProcStderrType => V::S(Cow::Borrowed(fdtype_name(p.stdio[2]))),
         Id::ProcArgsTruncated => V::B(p.args_truncated),
+        Id::ProcEnv => {
+            let Some(env) = p.env.as_deref() else {
+                return V::Absent;
+            };
+            match &f.arg {
+                FArg::Key(k) => env
+                    .iter()
+                    .find_map(|e| e.strip_prefix(k.as_str())?.strip_prefix('='))
+                    .map_or(V::Absent, |v| V::S(Cow::Borrowed(v))),
+                _ => V::S(Cow::Owned(env.join(" "))),
+            }
+        }
+        Id::ProcEnvTruncated => V::B(p.env_truncated),
         Id::ProcVpid => nonzero(i64::from(p.vpid)),
         Id::ProcPvpid => p.pvpid.map_or(V::Absent, |v| V::I(i64::from(v))),
         Id::ThreadVtid => nonzero(i64::from(p.vtid)),
@@ -1994,6 +2032,7 @@ pub fn readme_field_table() -> String {
             ArgKind::OptIndex => "`[N]` optional",
             ArgKind::Index => "`[N]`",
             ArgKind::Key => "`.name` / `[name]`",
+            ArgKind::OptKey => "`[name]` optional",
         };
         out.push_str(&format!("| `{}` | {ty} | {arg} | {} |\n", f.name, f.doc));
     }

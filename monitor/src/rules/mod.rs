@@ -884,7 +884,7 @@ mod tests {
   condition: proc.name in (sh, bash)
 - rule: shell reads
   desc: d
-  condition: evt.type = openat and shell_procs and (fd.name startswith /etc or proc.env contains X) and proc.aname[2] != runc
+  condition: evt.type = openat and shell_procs and (fd.name startswith /etc or proc.aenv contains X) and proc.aname[2] != runc
   output: "%proc.cmdline read %fd.name in %container.id (%evt.cpu)"
   priority: WARNING
   exceptions:
@@ -912,7 +912,7 @@ mod tests {
                 ("evt.type", true),
                 ("proc.name", true),
                 ("fd.name", true),
-                ("proc.env", false),
+                ("proc.aenv", false),
                 ("proc.aname[2]", true),
                 ("proc.pname", true),
                 ("evt.arg.flags", true),
