@@ -148,6 +148,8 @@ pub const MAX_RECORD: usize = STRINGS_OFFSET + STR_SLOTS * STR_CAP;
 /// - mount: S0 fstype (user), S1 source, S2 target.
 pub mod slot {
     pub const KPATH: usize = 0;
+    /// io_uring_submit: the opcode's name.
+    pub const OP: usize = 0;
     pub const EXE: usize = 0;
     pub const USER1: usize = 1;
     pub const ARGV: usize = 1;
@@ -169,7 +171,9 @@ pub mod slot {
 /// - openat2: aux[0] open_how.flags, aux[1] open_how.mode, aux[2] open_how.resolve.
 /// - dup family: aux[0] FdKind of oldfd.
 /// - capset: aux[0..3] requested effective, permitted, inheritable sets.
-/// - io_uring_submit: aux[0] opcode, aux[1] request flags; S1 the opcode's name.
+/// - io_uring_submit: aux[0] opcode, aux[1] request flags; S0 the opcode's name. OPENAT and
+///   OPENAT2 also: args[0] dirfd, aux[2] open flags, aux[3] mode, S1 the path (the kernel's
+///   copy, taken at prep), S3 the dirfd or cwd when the path is relative.
 /// - sendto/sendmsg/sendmmsg: see [`send_args`]; `sock` is the fd's socket at exit (local end,
 ///   and the kernel's peer when connected), `sockaddr` the caller's destination when given.
 pub mod aux {}
@@ -347,6 +351,15 @@ pub struct Offsets {
     pub tp_uring_opcode: u32,
     pub tp_uring_flags: u32,
     pub tp_uring_op_str: u32,
+    pub tp_uring_req: u32,
+    /// An OPENAT/OPENAT2 request after its prep (which the submit tracepoint follows): its
+    /// `struct io_open` lives in `io_kiocb.cmd`; `filename` is the kernel's copy of the path
+    /// (`struct filename.name`). 0 for `uring_open_filename`: not in this kernel's BTF.
+    pub kiocb_cmd: u32,
+    pub uring_open_dfd: u32,
+    pub uring_open_filename: u32,
+    pub uring_open_how: u32,
+    pub filename_name: u32,
     /// Offset of `group_dead` in the sched_process_exit record (from tracefs format; recent
     /// kernels only); 0 when absent: the thread-group leader's exit then stands for the process'.
     pub tp_exit_group_dead: u32,

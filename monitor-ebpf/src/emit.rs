@@ -122,6 +122,24 @@ impl Writer {
         }
     }
 
+    /// NUL-terminated string from kernel memory (a `struct filename`'s copy of a path).
+    #[inline(always)]
+    pub fn kernel_str(&mut self, slot: usize, src: u64) {
+        if src == 0 {
+            return;
+        }
+        let n = unsafe {
+            generated::bpf_probe_read_kernel_str(
+                self.dst().cast(),
+                STR_MASK as u32 + 1,
+                src as *const _,
+            )
+        };
+        if n > 1 {
+            self.commit(slot, (n - 1) as usize);
+        }
+    }
+
     /// `len` raw bytes from user memory (argv), cut at STR_MASK bytes.
     #[inline(always)]
     pub fn user_bytes(&mut self, slot: usize, src: u64, len: u64) -> bool {

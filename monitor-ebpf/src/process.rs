@@ -201,6 +201,9 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
+const IORING_OP_OPENAT: u8 = 18;
+const IORING_OP_OPENAT2: u8 = 28;
+
 /// io_uring:io_uring_submit_req(ctx, req, user_data, opcode, flags, sq_thread, op_str), kernel
 /// >= 5.5 (op_str >= 6.1). Submissions through a ring never pass the syscall tracepoints; this
 /// reports each one with its opcode, in the submitting task (the SQPOLL thread belongs to the
@@ -223,7 +226,32 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
         let (at, len) = ((loc & 0xffff) as usize, (loc >> 16) as usize);
         if len > 1 {
             let src = unsafe { (ctx.as_ptr() as *const u8).add(at) };
-            w.kernel_bytes(slot::USER1, src, len - 1);
+            w.kernel_bytes(slot::OP, src, len - 1);
+        }
+    }
+    // OPENAT/OPENAT2: the submit tracepoint follows the request's prep, which copied the path
+    // into the kernel (getname): report that copy, the dirfd and the open flags, so the file
+    // rules see opens made through a ring. The open itself runs later, maybe in a worker.
+    if (opcode == IORING_OP_OPENAT || opcode == IORING_OP_OPENAT2)
+        && off!(uring_open_filename) != 0
+        && off!(tp_uring_req) != 0
+    {
+        let req: u64 = unsafe { ctx.read_at::<u64>(off!(tp_uring_req) as usize) }.unwrap_or(0);
+        let open = req + off!(kiocb_cmd);
+        let fname: u64 = rk(open + off!(uring_open_filename));
+        let dfd: i32 = rk(open + off!(uring_open_dfd));
+        // struct open_how { __u64 flags; __u64 mode; __u64 resolve; }
+        let how: [u64; 2] = rk(open + off!(uring_open_how));
+        unsafe {
+            (*w.payload()).args[0] = dfd as i64 as u64;
+            (*w.payload()).aux[2] = how[0];
+            (*w.payload()).aux[3] = how[1];
+        }
+        if fname != 0 {
+            w.kernel_str(slot::USER1, rk(fname + off!(filename_name)));
+            if w.first_byte(slot::USER1) != b'/' {
+                crate::syscalls::prefix(&mut w, task::current_task(), dfd as i64);
+            }
         }
     }
     w.submit(EventType::IoUringSubmit);

@@ -179,8 +179,10 @@ fn path_args(kind: EventType) -> (Option<usize>, Option<usize>, Option<usize>) {
     }
 }
 
+/// The kernel-resolved directory a relative user path is taken from: the cwd for AT_FDCWD,
+/// else the dirfd's file.
 #[inline(always)]
-fn prefix(w: &mut Writer, t: u64, dfd: i64) {
+pub(crate) fn prefix(w: &mut Writer, t: u64, dfd: i64) {
     if dfd == AT_FDCWD {
         let fs: u64 = rk(t + off!(task_fs));
         if fs != 0 {

@@ -32,7 +32,8 @@
 //! - setuid family: uid/gid args by Falco names; ptrace: request (text), pid; mount: source,
 //!   fstype, flags, fd.path = target; unshare: flags (text); memfd_create: name, flags;
 //!   bpf: cmd (text); capset: cap_effective/permitted/inheritable as requested (user data).
-//! - io_uring_submit: args.opcode, op (name), flags: one per submitted request, any opcode.
+//! - io_uring_submit: args.opcode, op (name), sqe_flags: one per submitted request, any opcode;
+//!   OPENAT/OPENAT2 also flags, mode, dirfd and fd (the path the kernel copied at prep).
 //! - sendto/sendmsg/sendmmsg (datagram and raw sockets, and any send naming a destination; see
 //!   monitor-ebpf's `send_wanted`): fd.num, fd.type, fd.net: l4proto, the socket's local end
 //!   (kernel) as client, the destination as server: the caller's sockaddr (sendto's addr,
@@ -558,9 +559,23 @@ impl Decoder {
             InitModule | FinitModule => {}
             IoUringSubmit => {
                 ev.args.insert("opcode".into(), int(p.aux[0]));
-                ev.args.insert("flags".into(), int(p.aux[1]));
-                if let Some(op) = r.str(slot::USER1) {
+                ev.args.insert("sqe_flags".into(), int(p.aux[1]));
+                if let Some(op) = r.str(slot::OP) {
                     ev.args.insert("op".into(), Arg::Str(op));
+                }
+                // OPENAT/OPENAT2 with the path the kernel copied at prep: an open as the
+                // open rules read it (flags, mode, dirfd, fd.name); no fd number yet.
+                if URING_OPEN_OPS.contains(&p.aux[0]) && !r.strings[slot::USER1].is_empty() {
+                    ev.args.insert(
+                        "flags".into(),
+                        Arg::Flags {
+                            raw: p.aux[2] as i64,
+                            text: open_flags_text(p.aux[2]),
+                        },
+                    );
+                    ev.args.insert("mode".into(), Arg::Int((p.aux[3] & 0o7777) as i64));
+                    ev.args.insert("dirfd".into(), int32(a[0]));
+                    ev.fd = Some(path_fd(r));
                 }
             }
             SockConnect | SockSendmsg => crate::decode_sockaddr::fill(&mut ev, r),
@@ -659,6 +674,9 @@ pub fn join_path(dir: &str, rel: &str) -> String {
 
 /// The fd of a path-taking call: kernel path when the kernel resolved one, else the user path
 /// joined onto the kernel-resolved directory.
+/// IORING_OP_OPENAT and IORING_OP_OPENAT2: submissions that carry a path and open flags.
+pub const URING_OPEN_OPS: [u64; 2] = [18, 28];
+
 /// `XATTR_CREATE`/`XATTR_REPLACE` (uapi linux/xattr.h).
 const XATTR_FLAGS: &[(u64, &str)] = &[(1, "XATTR_CREATE"), (2, "XATTR_REPLACE")];
 /// `VFS_CAP_FLAGS_EFFECTIVE` and the revision bits of `vfs_cap_data.magic_etc`.

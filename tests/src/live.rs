@@ -293,7 +293,7 @@ pub fn print_table(rows: &[Row]) {
 /// placed in a container's rootfs (`rules_live` and `field_coverage` share it).
 pub const HELPER_C: &str = r#"/* Triggers for behaviours busybox has no applet for; compiled -static by the tests and run
  * inside a test container.
- * Usage: helper memfd | ptrace | bpf | ids | dupsock PORT | setcap PATH | rawsock */
+ * Usage: helper memfd | ptrace | bpf | ids | dupsock PORT | setcap PATH | rawsock | uring-open PATH */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -309,6 +309,7 @@ pub const HELPER_C: &str = r#"/* Triggers for behaviours busybox has no applet f
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#include <linux/io_uring.h>
 
 extern char **environ;
 
@@ -375,6 +376,33 @@ int main(int argc, char **argv) {
         unsigned int cap[5] = {0x02000000u | 1u, 1u << 7 /* CAP_SETUID */, 0, 0, 0};
         if (setxattr(argv[2], "security.capability", cap, sizeof cap, 0) < 0) {
             perror("setxattr");
+            return 1;
+        }
+        return 0;
+    }
+    if (!strcmp(argv[1], "uring-open") && argc > 2) {
+        /* An IORING_OP_OPENAT of PATH through a raw ring (no liburing): no open syscall. */
+        struct io_uring_params p;
+        memset(&p, 0, sizeof p);
+        int fd = syscall(__NR_io_uring_setup, 4, &p);
+        if (fd < 0) { perror("io_uring_setup"); return 1; }
+        char *sq = mmap(0, p.sq_off.array + p.sq_entries * sizeof(unsigned),
+                        PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
+        struct io_uring_sqe *sqes = mmap(0, p.sq_entries * sizeof(struct io_uring_sqe),
+                                         PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+                                         IORING_OFF_SQES);
+        if (sq == MAP_FAILED || sqes == MAP_FAILED) { perror("mmap"); return 1; }
+        unsigned tail = *(unsigned *)(sq + p.sq_off.tail);
+        unsigned idx = tail & *(unsigned *)(sq + p.sq_off.ring_mask);
+        memset(&sqes[idx], 0, sizeof sqes[idx]);
+        sqes[idx].opcode = IORING_OP_OPENAT;
+        sqes[idx].fd = AT_FDCWD;
+        sqes[idx].addr = (unsigned long)argv[2];
+        sqes[idx].open_flags = O_RDONLY;
+        ((unsigned *)(sq + p.sq_off.array))[idx] = idx;
+        __atomic_store_n((unsigned *)(sq + p.sq_off.tail), tail + 1, __ATOMIC_RELEASE);
+        if (syscall(__NR_io_uring_enter, fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0) {
+            perror("io_uring_enter");
             return 1;
         }
         return 0;

@@ -415,7 +415,8 @@ fn capture_end_to_end() {
         eprintln!("SKIPPED: overlay exec scenario (mount -t overlay failed here)");
     }
 
-    // io_uring side door: an OPENAT submitted through a ring is reported with its opcode.
+    // io_uring side door: an OPENAT submitted through a ring is reported with its opcode, and
+    // with the path and flags the kernel copied when it prepared the request.
     let out = cg
         .command("python3")
         .args(["-c", URING_PY])
@@ -433,7 +434,13 @@ fn capture_end_to_end() {
     c.check(
         "io_uring submission",
         ev.as_ref().is_some_and(|e| {
-            int_at(e, "args.opcode") == Some(18) && str_at(e, "args.op") == Some("OPENAT")
+            int_at(e, "args.opcode") == Some(18)
+                && str_at(e, "args.op") == Some("OPENAT")
+                && str_at(e, "fd.path") == Some("/etc/hostname")
+                && str_at(e, "fd.raw_path") == Some("/etc/hostname")
+                && str_at(e, "fd.path_source") == Some("user")
+                && int_at(e, "args.dirfd") == Some(-100)
+                && int_at(e, "args.flags.raw").is_some_and(|f| f & 3 == 0)
         }),
         || format!("{} (workload said {text:?})", show(&ev)),
     );

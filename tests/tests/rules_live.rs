@@ -571,6 +571,13 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
             "helper",
             "BPF_MAP_CREATE",
         ));
+        // A shadow read submitted through io_uring never passes the open tracepoints.
+        ex(&["/opt/helper", "uring-open", "/etc/shadow"]);
+        checks.push(chk(
+            "Read of shadow password database",
+            "evt_type=io_uring_submit",
+            "held-out io_uring OPENAT of /etc/shadow",
+        ));
         ex(&["/opt/helper", "rawsock"]);
         checks.push(chk(
             "Raw or packet socket created in container",

@@ -314,6 +314,14 @@ pub fn offsets(btf: &Btf) -> Result<monitor_common::Offsets, BtfError> {
         tp_uring_opcode: 0,
         tp_uring_flags: 0,
         tp_uring_op_str: 0,
+        tp_uring_req: 0,
+        // io_uring's request types are private to io_uring/*.c; without them in BTF (or with
+        // CONFIG_IO_URING off) submissions keep their opcode only.
+        kiocb_cmd: o("io_kiocb.cmd").unwrap_or(0),
+        uring_open_dfd: o("io_open.dfd").unwrap_or(0),
+        uring_open_filename: o("io_open.filename").unwrap_or(0),
+        uring_open_how: o("io_open.how").unwrap_or(0),
+        filename_name: o("filename.name").unwrap_or(0),
         tp_exit_group_dead: 0,
         upid_nr: o("upid.nr")?,
         signal_pids: o("signal_struct.pids").unwrap_or(0),
@@ -506,5 +514,9 @@ mod tests {
         assert_ne!(o.inode_ctime_sec, o.inode_mtime_sec);
         assert!(o.signal_pids > 0);
         assert_eq!(o.upid_nr, 0);
+        eprintln!(
+            "io_uring: kiocb.cmd {} io_open.dfd {} .filename {} .how {} filename.name {}",
+            o.kiocb_cmd, o.uring_open_dfd, o.uring_open_filename, o.uring_open_how, o.filename_name
+        );
     }
 }

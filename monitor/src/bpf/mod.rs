@@ -252,6 +252,7 @@ impl Capture {
         offsets.tp_uring_opcode = uring("opcode");
         offsets.tp_uring_flags = uring("flags");
         offsets.tp_uring_op_str = uring("op_str");
+        offsets.tp_uring_req = uring("req");
         offsets.tp_exit_group_dead = tp_field_offset("sched", "sched_process_exit", "group_dead").unwrap_or(0);
         let config = Config {
             self_tgid: std::process::id(),
@@ -481,8 +482,13 @@ pub fn attach_all(ebpf: &mut Ebpf, btf: &btf::Btf) -> (Coverage, Vec<TracePointL
             },
         );
     }
+    let uring_note = if btf.offset("io_open.filename").is_ok() {
+        "io_uring submissions bypass the syscall tracepoints: they are reported as io_uring_submit with the opcode; OPENAT/OPENAT2 also with the path and flags (the open rules see them), other opcodes without their paths or arguments (connects and sends are seen by the cgroup hooks)"
+    } else {
+        "io_uring submissions bypass the syscall tracepoints: they are reported as io_uring_submit with the opcode, without per-opcode arguments or paths (io_uring's request types are not in this kernel's BTF)"
+    };
     cov.notes = vec![
-        "io_uring submissions bypass the syscall tracepoints: they are reported as io_uring_submit with the opcode, without per-opcode arguments or paths".into(),
+        uring_note.into(),
         compat::NOTE.into(),
         "paths of name-based calls (unlink, rename, mkdir, chmod ...) are the user string joined onto the kernel-resolved dirfd/cwd (path_source=user)".into(),
     ];

@@ -1243,11 +1243,15 @@ pub fn fdtype_name(t: FdType) -> &'static str {
     }
 }
 
-fn is_open_kind(k: EventType) -> bool {
-    matches!(
-        k,
-        EventType::Open | EventType::Openat | EventType::Openat2 | EventType::Creat
-    )
+/// An open: the open family, or an io_uring OPENAT/OPENAT2 submission (which carries the
+/// same flags and path).
+fn is_open(ev: &Event) -> bool {
+    match ev.kind {
+        EventType::Open | EventType::Openat | EventType::Openat2 | EventType::Creat => true,
+        EventType::IoUringSubmit => raw_arg(ev, "opcode")
+            .is_some_and(|o| crate::decode::URING_OPEN_OPS.contains(&(o as u64))),
+        _ => false,
+    }
 }
 
 fn raw_arg(ev: &Event, name: &str) -> Option<i64> {
@@ -1448,7 +1452,7 @@ fn extract_raw<'a>(f: &FieldRef, cx: &'a Ctx<'a>) -> V<'a> {
             raw_arg(ev, k).map_or(V::Absent, V::I)
         }
         Id::EvtIsOpenRead | Id::EvtIsOpenWrite | Id::EvtIsOpenExec => {
-            if !is_open_kind(ev.kind) {
+            if !is_open(ev) {
                 return V::B(false);
             }
             if ev.kind == EventType::Creat {
