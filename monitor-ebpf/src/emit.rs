@@ -106,35 +106,29 @@ impl Writer {
     /// NUL-terminated string from user memory.
     #[inline(always)]
     pub fn user_str(&mut self, slot: usize, src: u64) {
-        if src == 0 {
-            return;
-        }
-        let n = unsafe {
-            generated::bpf_probe_read_user_str(
-                self.dst().cast(),
-                STR_MASK as u32 + 1,
-                src as *const _,
-            )
-        };
-        // n counts the terminator; the slot stores the bytes without it.
-        if n > 1 {
-            self.commit(slot, (n - 1) as usize);
-        }
+        self.c_str(slot, src, false);
     }
 
     /// NUL-terminated string from kernel memory (a `struct filename`'s copy of a path).
     #[inline(always)]
     pub fn kernel_str(&mut self, slot: usize, src: u64) {
+        self.c_str(slot, src, true);
+    }
+
+    #[inline(always)]
+    fn c_str(&mut self, slot: usize, src: u64, kernel: bool) {
         if src == 0 {
             return;
         }
+        let (dst, cap) = (self.dst().cast(), STR_MASK as u32 + 1);
         let n = unsafe {
-            generated::bpf_probe_read_kernel_str(
-                self.dst().cast(),
-                STR_MASK as u32 + 1,
-                src as *const _,
-            )
+            if kernel {
+                generated::bpf_probe_read_kernel_str(dst, cap, src as *const _)
+            } else {
+                generated::bpf_probe_read_user_str(dst, cap, src as *const _)
+            }
         };
+        // n counts the terminator; the slot stores the bytes without it.
         if n > 1 {
             self.commit(slot, (n - 1) as usize);
         }
