@@ -173,7 +173,9 @@ pub mod slot {
 /// - capset: aux[0..3] requested effective, permitted, inheritable sets.
 /// - io_uring_submit: aux[0] opcode, aux[1] request flags; S0 the opcode's name. OPENAT and
 ///   OPENAT2 also: args[0] dirfd, aux[2] open flags, aux[3] mode, S1 the path (the kernel's
-///   copy, taken at prep), S3 the dirfd or cwd when the path is relative.
+///   copy, taken at prep), S3 the dirfd or cwd when the path is relative. UNLINKAT: args[0]
+///   dirfd, aux[2] its flags, S1, S3. RENAMEAT: args[0] the old path's dirfd, aux[2] its
+///   flags, S1 the old path, S2 the new one, S3.
 /// - sendto/sendmsg/sendmmsg: see [`send_args`]; `sock` is the fd's socket at exit (local end,
 ///   and the kernel's peer when connected), `sockaddr` the caller's destination when given.
 pub mod aux {}
@@ -360,6 +362,15 @@ pub struct Offsets {
     pub uring_open_filename: u32,
     pub uring_open_how: u32,
     pub filename_name: u32,
+    /// UNLINKAT's `struct io_unlink` and RENAMEAT's `struct io_rename`, likewise (0 for the
+    /// filename offsets: not in BTF).
+    pub uring_unlink_dfd: u32,
+    pub uring_unlink_flags: u32,
+    pub uring_unlink_filename: u32,
+    pub uring_rename_old_dfd: u32,
+    pub uring_rename_oldpath: u32,
+    pub uring_rename_newpath: u32,
+    pub uring_rename_flags: u32,
     /// Offset of `group_dead` in the sched_process_exit record (from tracefs format; recent
     /// kernels only); 0 when absent: the thread-group leader's exit then stands for the process'.
     pub tp_exit_group_dead: u32,

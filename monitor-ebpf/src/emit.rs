@@ -92,7 +92,8 @@ impl Writer {
         self.off = (self.off + len) & 0x3fff;
     }
 
-    /// First byte of the string last committed to `slot` (0 when empty).
+    /// First byte of the string committed to `slot`, which must be the last one committed
+    /// (0 when empty).
     #[inline(always)]
     pub fn first_byte(&self, slot: usize) -> u8 {
         let len = unsafe { (*self.payload()).str_len[slot & 3] } as usize;

@@ -203,6 +203,8 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 
 const IORING_OP_OPENAT: u8 = 18;
 const IORING_OP_OPENAT2: u8 = 28;
+const IORING_OP_RENAMEAT: u8 = 35;
+const IORING_OP_UNLINKAT: u8 = 36;
 
 /// io_uring:io_uring_submit_req(ctx, req, user_data, opcode, flags, sq_thread, op_str), kernel
 /// >= 5.5 (op_str >= 6.1). Submissions through a ring never pass the syscall tracepoints; this
@@ -229,29 +231,53 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
             w.kernel_bytes(slot::OP, src, len - 1);
         }
     }
-    // OPENAT/OPENAT2: the submit tracepoint follows the request's prep, which copied the path
-    // into the kernel (getname): report that copy, the dirfd and the open flags, so the file
-    // rules see opens made through a ring. The open itself runs later, maybe in a worker.
-    if (opcode == IORING_OP_OPENAT || opcode == IORING_OP_OPENAT2)
-        && off!(uring_open_filename) != 0
-        && off!(tp_uring_req) != 0
-    {
-        let req: u64 = unsafe { ctx.read_at::<u64>(off!(tp_uring_req) as usize) }.unwrap_or(0);
-        let open = req + off!(kiocb_cmd);
-        let fname: u64 = rk(open + off!(uring_open_filename));
-        let dfd: i32 = rk(open + off!(uring_open_dfd));
-        // struct open_how { __u64 flags; __u64 mode; __u64 resolve; }
-        let how: [u64; 2] = rk(open + off!(uring_open_how));
+    // The submit tracepoint follows the request's prep, which copied the paths into the
+    // kernel (getname): report those copies, the dirfd and the flags, so the file rules see
+    // opens, removals and renames made through a ring. The operation itself runs later, maybe
+    // in a worker. The request's op struct lives in io_kiocb.cmd.
+    if off!(tp_uring_req) == 0 {
+        w.submit(EventType::IoUringSubmit);
+        return 0;
+    }
+    let req: u64 = unsafe { ctx.read_at::<u64>(off!(tp_uring_req) as usize) }.unwrap_or(0);
+    let cmd = req + off!(kiocb_cmd);
+    let t = task::current_task();
+    let (dfd, path, path2, op_flags, mode) = match opcode {
+        IORING_OP_OPENAT | IORING_OP_OPENAT2 if off!(uring_open_filename) != 0 => {
+            // struct open_how { __u64 flags; __u64 mode; __u64 resolve; }
+            let how: [u64; 2] = rk(cmd + off!(uring_open_how));
+            (rk::<i32>(cmd + off!(uring_open_dfd)), rk::<u64>(cmd + off!(uring_open_filename)), 0, how[0], how[1])
+        }
+        IORING_OP_UNLINKAT if off!(uring_unlink_filename) != 0 => (
+            rk::<i32>(cmd + off!(uring_unlink_dfd)),
+            rk::<u64>(cmd + off!(uring_unlink_filename)),
+            0,
+            rk::<i32>(cmd + off!(uring_unlink_flags)) as u32 as u64,
+            0,
+        ),
+        IORING_OP_RENAMEAT if off!(uring_rename_oldpath) != 0 => (
+            rk::<i32>(cmd + off!(uring_rename_old_dfd)),
+            rk::<u64>(cmd + off!(uring_rename_oldpath)),
+            rk::<u64>(cmd + off!(uring_rename_newpath)),
+            rk::<i32>(cmd + off!(uring_rename_flags)) as u32 as u64,
+            0,
+        ),
+        _ => (0, 0, 0, 0, 0),
+    };
+    if path != 0 {
         unsafe {
             (*w.payload()).args[0] = dfd as i64 as u64;
-            (*w.payload()).aux[2] = how[0];
-            (*w.payload()).aux[3] = how[1];
+            (*w.payload()).aux[2] = op_flags;
+            (*w.payload()).aux[3] = mode;
         }
-        if fname != 0 {
-            w.kernel_str(slot::USER1, rk(fname + off!(filename_name)));
-            if w.first_byte(slot::USER1) != b'/' {
-                crate::syscalls::prefix(&mut w, task::current_task(), dfd as i64);
-            }
+        // Strings go out in slot order (USER1, USER2, PREFIX); first_byte reads the last one.
+        w.kernel_str(slot::USER1, rk(path + off!(filename_name)));
+        let relative = w.first_byte(slot::USER1) != b'/';
+        if path2 != 0 {
+            w.kernel_str(slot::USER2, rk(path2 + off!(filename_name)));
+        }
+        if relative {
+            crate::syscalls::prefix(&mut w, t, dfd as i64);
         }
     }
     w.submit(EventType::IoUringSubmit);

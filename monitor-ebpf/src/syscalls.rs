@@ -289,6 +289,13 @@ fn exit(ctx: &TracePointContext, kind: EventType) {
         Fchmod | Fchown | Ftruncate | Setns | Fsetxattr => {
             fd_object(&mut w, t, args[0] as i32 as i64)
         }
+        // setxattrat(dfd, "", AT_EMPTY_PATH, ...) acts on dfd itself.
+        Setxattrat
+            if args[2] & AT_EMPTY_PATH != 0
+                && unsafe { bpf_probe_read_user(args[1] as *const u8) }.unwrap_or(1) == 0 =>
+        {
+            fd_object(&mut w, t, args[0] as i32 as i64)
+        }
         Capset => {
             // struct __user_cap_data_struct[2] { effective, permitted, inheritable } (v2/v3).
             let d: [u32; 6] =
@@ -332,22 +339,19 @@ fn exit(ctx: &TracePointContext, kind: EventType) {
             if let Some(i) = p1 {
                 w.user_str(slot::USER1, args[i & 7]);
             }
+            // Decided before the second path is written: first_byte reads the string last
+            // committed, and strings go out in slot order (USER1, USER2, PREFIX).
+            let relative =
+                p1.is_some() && kind != MemfdCreate && w.first_byte(slot::USER1) != b'/';
             if let Some(i) = p2 {
                 w.user_str(slot::USER2, args[i & 7]);
             }
-            if p1.is_some() && kind != MemfdCreate && w.first_byte(slot::USER1) != b'/' {
+            if relative {
                 let d = match dfd {
                     Some(i) => args[i & 7] as i32 as i64,
                     None => AT_FDCWD,
                 };
                 prefix(&mut w, t, d);
-            }
-            // setxattrat(dfd, "", AT_EMPTY_PATH, ...) acts on dfd itself.
-            if kind == Setxattrat
-                && args[2] & AT_EMPTY_PATH != 0
-                && unsafe { (*w.payload()).str_len[slot::USER1] } == 0
-            {
-                fd_object(&mut w, t, args[0] as i32 as i64);
             }
         }
     }

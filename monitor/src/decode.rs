@@ -33,7 +33,8 @@
 //!   fstype, flags, fd.path = target; unshare: flags (text); memfd_create: name, flags;
 //!   bpf: cmd (text); capset: cap_effective/permitted/inheritable as requested (user data).
 //! - io_uring_submit: args.opcode, op (name), sqe_flags: one per submitted request, any opcode;
-//!   OPENAT/OPENAT2 also flags, mode, dirfd and fd (the path the kernel copied at prep).
+//!   OPENAT/OPENAT2 also flags, mode, dirfd and fd (the path the kernel copied at prep);
+//!   UNLINKAT and RENAMEAT flags, dirfd and fd (a rename's new path in fd.target_path).
 //! - sendto/sendmsg/sendmmsg (datagram and raw sockets, and any send naming a destination; see
 //!   monitor-ebpf's `send_wanted`): fd.num, fd.type, fd.net: l4proto, the socket's local end
 //!   (kernel) as client, the destination as server: the caller's sockaddr (sendto's addr,
@@ -563,17 +564,20 @@ impl Decoder {
                 if let Some(op) = r.str(slot::OP) {
                     ev.args.insert("op".into(), Arg::Str(op));
                 }
-                // OPENAT/OPENAT2 with the path the kernel copied at prep: an open as the
-                // open rules read it (flags, mode, dirfd, fd.name); no fd number yet.
-                if URING_OPEN_OPS.contains(&p.aux[0]) && !r.strings[slot::USER1].is_empty() {
-                    ev.args.insert(
-                        "flags".into(),
+                // OPENAT/OPENAT2, UNLINKAT and RENAMEAT with the paths the kernel copied at
+                // prep: as the file rules read the syscalls (flags, dirfd, fd.name and, for a
+                // rename, fd.target_path); no fd number or result yet.
+                if !r.strings[slot::USER1].is_empty() {
+                    let flags_arg = if URING_OPEN_OPS.contains(&p.aux[0]) {
+                        ev.args.insert("mode".into(), Arg::Int((p.aux[3] & 0o7777) as i64));
                         Arg::Flags {
                             raw: p.aux[2] as i64,
                             text: open_flags_text(p.aux[2]),
-                        },
-                    );
-                    ev.args.insert("mode".into(), Arg::Int((p.aux[3] & 0o7777) as i64));
+                        }
+                    } else {
+                        int(p.aux[2])
+                    };
+                    ev.args.insert("flags".into(), flags_arg);
                     ev.args.insert("dirfd".into(), int32(a[0]));
                     ev.fd = Some(path_fd(r));
                 }
@@ -674,7 +678,8 @@ pub fn join_path(dir: &str, rel: &str) -> String {
 
 /// The fd of a path-taking call: kernel path when the kernel resolved one, else the user path
 /// joined onto the kernel-resolved directory.
-/// IORING_OP_OPENAT and IORING_OP_OPENAT2: submissions that carry a path and open flags.
+/// IORING_OP_OPENAT and IORING_OP_OPENAT2: submissions that carry a path and open flags
+/// (UNLINKAT and RENAMEAT carry paths too, with their own flags).
 pub const URING_OPEN_OPS: [u64; 2] = [18, 28];
 
 /// `XATTR_CREATE`/`XATTR_REPLACE` (uapi linux/xattr.h).

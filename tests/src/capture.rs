@@ -73,6 +73,10 @@ os.dup2(s.fileno(), 0)
 # name-based file calls, relative to the cwd (root)
 os.mkdir("newdir", 0o750)
 os.rename("newdir", "renamed")
+# A relative old path with an absolute new one whose byte at len(new) - len(old) is '/': the
+# kernel side once read that byte as the old path's first and took the path as rooted.
+open("mv-src", "w").close(); os.mkdir("nd")
+os.rename("mv-src", os.path.join(root, "nd", "abcde"))
 os.symlink("sub/file.txt", "sym")
 os.link("sub/file.txt", "hard")
 os.chmod("sub/file.txt", 0o640)
@@ -153,13 +157,23 @@ sq_entries = struct.unpack_from("I", p, 0)[0]
 head, tail, mask, entries, flags, dropped, array = struct.unpack_from("7I", p, 40)
 ring = mmap.mmap(fd, array + sq_entries * 4, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
 sqes = mmap.mmap(fd, sq_entries * 64, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0x10000000)
+def submit(op, dfd, addr, length=0, addr2=0, op_flags=0):
+    # struct io_uring_sqe: opcode, flags, ioprio, fd, off/addr2, addr, len, op_flags, user_data
+    t = struct.unpack_from("I", ring, tail)[0]
+    i = t & struct.unpack_from("I", ring, mask)[0]
+    sqes[i * 64:(i + 1) * 64] = struct.pack("BBHiQQIIQ", op, 0, 0, dfd, addr2, addr, length, op_flags, 0x5EED) + b"\0" * 24
+    struct.pack_into("I", ring, array + i * 4, i)
+    struct.pack_into("I", ring, tail, t + 1)
+    return libc.syscall(426, fd, 1, 1, 1, None, 0)
 path = ctypes.create_string_buffer(b"/etc/hostname")
-t = struct.unpack_from("I", ring, tail)[0]
-i = t & struct.unpack_from("I", ring, mask)[0]
-sqes[i * 64:(i + 1) * 64] = struct.pack("BBHiQQIIQ", 18, 0, 0, -100, 0, ctypes.addressof(path), 0, 0, 0x5EED) + b"\0" * 24
-struct.pack_into("I", ring, array + i * 4, i)
-struct.pack_into("I", ring, tail, t + 1)
-print(libc.syscall(426, fd, 1, 1, 1, None, 0), os.getpid())
+ret = submit(18, -100, ctypes.addressof(path))
+# RENAMEAT then UNLINKAT by relative paths, in the working directory the caller chose.
+open("uring-a", "w").close()
+a = ctypes.create_string_buffer(b"uring-a")
+b = ctypes.create_string_buffer(b"uring-b")
+submit(35, -100, ctypes.addressof(a), -100 & 0xFFFFFFFF, ctypes.addressof(b))
+submit(36, -100, ctypes.addressof(b))
+print(ret, os.getpid())
 "#;
 
 /// Sends through every path `sendto`/`sendmsg`/`sendmmsg` events must cover, and one they must

@@ -293,7 +293,8 @@ pub fn print_table(rows: &[Row]) {
 /// placed in a container's rootfs (`rules_live` and `field_coverage` share it).
 pub const HELPER_C: &str = r#"/* Triggers for behaviours busybox has no applet for; compiled -static by the tests and run
  * inside a test container.
- * Usage: helper memfd | ptrace | bpf | ids | dupsock PORT | setcap PATH | rawsock | uring-open PATH */
+ * Usage: helper memfd | ptrace | bpf | ids | dupsock PORT | setcap PATH | rawsock
+ *              | uring open|unlink PATH | uring rename OLD NEW */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -380,8 +381,9 @@ int main(int argc, char **argv) {
         }
         return 0;
     }
-    if (!strcmp(argv[1], "uring-open") && argc > 2) {
-        /* An IORING_OP_OPENAT of PATH through a raw ring (no liburing): no open syscall. */
+    if (!strcmp(argv[1], "uring") && argc > 3) {
+        /* One IORING_OP_OPENAT (read-only), UNLINKAT or RENAMEAT through a raw ring (no
+         * liburing): the file operation runs without its syscall. */
         struct io_uring_params p;
         memset(&p, 0, sizeof p);
         int fd = syscall(__NR_io_uring_setup, 4, &p);
@@ -394,11 +396,22 @@ int main(int argc, char **argv) {
         if (sq == MAP_FAILED || sqes == MAP_FAILED) { perror("mmap"); return 1; }
         unsigned tail = *(unsigned *)(sq + p.sq_off.tail);
         unsigned idx = tail & *(unsigned *)(sq + p.sq_off.ring_mask);
-        memset(&sqes[idx], 0, sizeof sqes[idx]);
-        sqes[idx].opcode = IORING_OP_OPENAT;
-        sqes[idx].fd = AT_FDCWD;
-        sqes[idx].addr = (unsigned long)argv[2];
-        sqes[idx].open_flags = O_RDONLY;
+        struct io_uring_sqe *e = &sqes[idx];
+        memset(e, 0, sizeof *e);
+        e->fd = AT_FDCWD;
+        e->addr = (unsigned long)argv[3];
+        if (!strcmp(argv[2], "open")) {
+            e->opcode = IORING_OP_OPENAT;
+            e->open_flags = O_RDONLY;
+        } else if (!strcmp(argv[2], "unlink")) {
+            e->opcode = IORING_OP_UNLINKAT;
+        } else if (!strcmp(argv[2], "rename") && argc > 4) {
+            e->opcode = IORING_OP_RENAMEAT;
+            e->len = (unsigned)AT_FDCWD;
+            e->addr2 = (unsigned long)argv[4];
+        } else {
+            return 2;
+        }
         ((unsigned *)(sq + p.sq_off.array))[idx] = idx;
         __atomic_store_n((unsigned *)(sq + p.sq_off.tail), tail + 1, __ATOMIC_RELEASE);
         if (syscall(__NR_io_uring_enter, fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0) {

@@ -420,6 +420,7 @@ fn capture_end_to_end() {
     let out = cg
         .command("python3")
         .args(["-c", URING_PY])
+        .current_dir(&real)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -443,6 +444,31 @@ fn capture_end_to_end() {
                 && int_at(e, "args.flags.raw").is_some_and(|f| f & 3 == 0)
         }),
         || format!("{} (workload said {text:?})", show(&ev)),
+    );
+    let uring_op = |v: &Value, opcode: i64| {
+        str_at(v, "type") == Some("io_uring_submit")
+            && int_at(v, "process.pid") == Some(upid)
+            && int_at(v, "args.opcode") == Some(opcode)
+    };
+    let ev = m.wait_for(WAIT, |v| uring_op(v, 35));
+    c.check(
+        "io_uring RENAMEAT: both paths, relative ones joined onto the kernel's cwd",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.raw_path") == Some("uring-a")
+                && str_at(e, "fd.path") == Some(format!("{real_s}/uring-a").as_str())
+                && str_at(e, "fd.target_path") == Some(format!("{real_s}/uring-b").as_str())
+                && int_at(e, "args.dirfd") == Some(-100)
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| uring_op(v, 36));
+    c.check(
+        "io_uring UNLINKAT: the path joined onto the kernel's cwd",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(format!("{real_s}/uring-b").as_str())
+                && int_at(e, "args.flags") == Some(0)
+        }),
+        || show(&ev),
     );
 
     // The syscall workload.
@@ -594,6 +620,17 @@ fn capture_end_to_end() {
         ev.as_ref().is_some_and(|e| {
             str_at(e, "fd.path") == Some(at("newdir").as_str())
                 && str_at(e, "fd.target_path") == Some(at("renamed").as_str())
+        }),
+        || show(&ev),
+    );
+    let ev = m.wait_for(WAIT, |v| {
+        any(v, &["rename", "renameat", "renameat2"]) && str_at(v, "fd.raw_path") == Some("mv-src")
+    });
+    c.check(
+        "rename of a relative path to an absolute one: the old path keeps its directory",
+        ev.as_ref().is_some_and(|e| {
+            str_at(e, "fd.path") == Some(at("mv-src").as_str())
+                && str_at(e, "fd.target_path") == Some(at("nd/abcde").as_str())
         }),
         || show(&ev),
     );

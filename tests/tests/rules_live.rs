@@ -572,7 +572,7 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
             "BPF_MAP_CREATE",
         ));
         // A shadow read submitted through io_uring never passes the open tracepoints.
-        ex(&["/opt/helper", "uring-open", "/etc/shadow"]);
+        ex(&["/opt/helper", "uring", "open", "/etc/shadow"]);
         checks.push(chk(
             "Read of shadow password database",
             "evt_type=io_uring_submit",
@@ -690,6 +690,23 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     checks.push(chk("Log file truncated", "app2.log", "held-out truncate()"));
     ex(&["rm", "/var/log/old.log"]);
     checks.push(chk("Log file deleted", "old.log", "rm"));
+    if helper_ok {
+        // Removals and renames submitted through io_uring never pass their syscalls.
+        sh("echo x > /var/log/ring.log");
+        ex(&["/opt/helper", "uring", "unlink", "/var/log/ring.log"]);
+        checks.push(chk(
+            "Log file deleted",
+            "file=/var/log/ring.log",
+            "held-out io_uring UNLINKAT",
+        ));
+        sh("cp /etc/passwd /tmp/pw2");
+        ex(&["/opt/helper", "uring", "rename", "/tmp/pw2", "/etc/passwd"]);
+        checks.push(chk(
+            "User database modified",
+            "evt_type=io_uring_submit",
+            "held-out io_uring RENAMEAT over /etc/passwd",
+        ));
+    }
     sh(": > /root/.ash_history");
     checks.push(chk("Shell history cleared", ".ash_history", "truncate"));
     ex(&["ln", "-sf", "/dev/null", "/root/.bash_history"]);

@@ -322,6 +322,13 @@ pub fn offsets(btf: &Btf) -> Result<monitor_common::Offsets, BtfError> {
         uring_open_filename: o("io_open.filename").unwrap_or(0),
         uring_open_how: o("io_open.how").unwrap_or(0),
         filename_name: o("filename.name").unwrap_or(0),
+        uring_unlink_dfd: o("io_unlink.dfd").unwrap_or(0),
+        uring_unlink_flags: o("io_unlink.flags").unwrap_or(0),
+        uring_unlink_filename: o("io_unlink.filename").unwrap_or(0),
+        uring_rename_old_dfd: o("io_rename.old_dfd").unwrap_or(0),
+        uring_rename_oldpath: o("io_rename.oldpath").unwrap_or(0),
+        uring_rename_newpath: o("io_rename.newpath").unwrap_or(0),
+        uring_rename_flags: o("io_rename.flags").unwrap_or(0),
         tp_exit_group_dead: 0,
         upid_nr: o("upid.nr")?,
         signal_pids: o("signal_struct.pids").unwrap_or(0),
@@ -515,8 +522,11 @@ mod tests {
         assert!(o.signal_pids > 0);
         assert_eq!(o.upid_nr, 0);
         eprintln!(
-            "io_uring: kiocb.cmd {} io_open.dfd {} .filename {} .how {} filename.name {}",
-            o.kiocb_cmd, o.uring_open_dfd, o.uring_open_filename, o.uring_open_how, o.filename_name
+            "io_uring: kiocb.cmd {} io_open.dfd {} .filename {} .how {} filename.name {} \
+             io_unlink.dfd {} .flags {} .filename {} io_rename.old_dfd {} .oldpath {} .newpath {} .flags {}",
+            o.kiocb_cmd, o.uring_open_dfd, o.uring_open_filename, o.uring_open_how, o.filename_name,
+            o.uring_unlink_dfd, o.uring_unlink_flags, o.uring_unlink_filename,
+            o.uring_rename_old_dfd, o.uring_rename_oldpath, o.uring_rename_newpath, o.uring_rename_flags
         );
     }
 }

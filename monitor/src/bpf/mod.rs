@@ -483,7 +483,7 @@ pub fn attach_all(ebpf: &mut Ebpf, btf: &btf::Btf) -> (Coverage, Vec<TracePointL
         );
     }
     let uring_note = if btf.offset("io_open.filename").is_ok() {
-        "io_uring submissions bypass the syscall tracepoints: they are reported as io_uring_submit with the opcode; OPENAT/OPENAT2 also with the path and flags (the open rules see them), other opcodes without their paths or arguments (connects and sends are seen by the cgroup hooks)"
+        "io_uring submissions bypass the syscall tracepoints: they are reported as io_uring_submit with the opcode; OPENAT/OPENAT2, UNLINKAT and RENAMEAT also with their paths and flags (the file rules see them), other opcodes without their paths or arguments (connects and sends are seen by the cgroup hooks)"
     } else {
         "io_uring submissions bypass the syscall tracepoints: they are reported as io_uring_submit with the opcode, without per-opcode arguments or paths (io_uring's request types are not in this kernel's BTF)"
     };
