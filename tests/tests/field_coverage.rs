@@ -4,9 +4,9 @@
 //! included) and of its output, and the event kinds the rule can match
 //! (`RuleSet::rule_fields`). One `monitor events --containers-only` captures a real runc
 //! container doing a set of behaviours (files, links, exec chains, sockets, privilege and
-//! namespace calls, ptrace, bpf, file capabilities, a 32-bit program). Then, with the engine's
-//! own extraction (`rules::fields::is_filled`), each field must be filled on at least one live
-//! event of a kind one of its rules applies to.
+//! namespace calls, ptrace, bpf, file capabilities, io_uring, a 32-bit program). Then, with
+//! the engine's own extraction (`rules::fields::is_filled`), each field must be filled on at
+//! least one live event of a kind one of its rules applies to.
 //!
 //! [`NOT_FILLED_HERE`] lists the fields that cannot be filled, with the reason. The test fails
 //! when an unlisted field is missing, and when a listed field starts being filled (the list
@@ -145,7 +145,9 @@ const BEHAVIOURS: &[(&str, &str)] = &[
          umount /mnt; unshare -m true; nsenter -t 1 -m true; /opt/helper ptrace; \
          /opt/helper bpf; /opt/helper memfd; /opt/exit32; \
          cp /bin/busybox /work/capped; /opt/helper setcap /work/capped; \
-         env LD_PRELOAD=/opt/none.so LD_AUDIT=/opt/none.so /bin/true",
+         env LD_PRELOAD=/opt/none.so LD_AUDIT=/opt/none.so /bin/true; \
+         touch /work/ur1; /opt/helper uring rename /work/ur1 /work/ur2; \
+         /opt/helper uring unlink /work/ur2; /opt/helper uring open /etc/passwd",
     ),
 ];
 
