@@ -46,6 +46,8 @@ pub struct Writer {
     /// Bytes of strings written so far (each string is masked to STR_MASK, so after four of
     /// them this stays below 4 * STR_CAP; the `& 0x3fff` re-states that bound for the verifier).
     pub off: usize,
+    /// Where each slot's string starts, for `first_byte` whatever was written after it.
+    start: [usize; 4],
 }
 
 impl Writer {
@@ -53,7 +55,11 @@ impl Writer {
     pub fn new() -> Option<Writer> {
         let rec: *mut Record = SCRATCH.get_ptr_mut(0)?;
         let base = unsafe { (*rec).bytes.as_mut_ptr() };
-        let w = Writer { base, off: 0 };
+        let w = Writer {
+            base,
+            off: 0,
+            start: [0; 4],
+        };
         // Field by field: a whole-struct assignment becomes a byte loop the verifier walks.
         // sockaddr is left as is; only its first sockaddr_len bytes are ever read.
         unsafe {
@@ -89,18 +95,18 @@ impl Writer {
     fn commit(&mut self, slot: usize, len: usize) {
         let len = len & STR_MASK;
         unsafe { (*self.payload()).str_len[slot & 3] = len as u16 };
+        self.start[slot & 3] = self.off;
         self.off = (self.off + len) & 0x3fff;
     }
 
-    /// First byte of the string committed to `slot`, which must be the last one committed
-    /// (0 when empty).
+    /// First byte of the string committed to `slot` (0 when empty).
     #[inline(always)]
     pub fn first_byte(&self, slot: usize) -> u8 {
         let len = unsafe { (*self.payload()).str_len[slot & 3] } as usize;
         if len == 0 {
             return 0;
         }
-        let at = (self.off.wrapping_sub(len)) & 0x3fff;
+        let at = self.start[slot & 3] & 0x3fff;
         unsafe { *self.base.add(STRINGS_OFFSET + at) }
     }
 

@@ -270,7 +270,7 @@ pub fn io_uring_submit_req(ctx: TracePointContext) -> u32 {
             (*w.payload()).aux[2] = op_flags;
             (*w.payload()).aux[3] = mode;
         }
-        // Strings go out in slot order (USER1, USER2, PREFIX); first_byte reads the last one.
+        // Strings go out in slot order: USER1, USER2, then the PREFIX a relative USER1 needs.
         w.kernel_str(slot::USER1, rk(path + off!(filename_name)));
         let relative = w.first_byte(slot::USER1) != b'/';
         if path2 != 0 {

@@ -339,8 +339,8 @@ fn exit(ctx: &TracePointContext, kind: EventType) {
             if let Some(i) = p1 {
                 w.user_str(slot::USER1, args[i & 7]);
             }
-            // Decided before the second path is written: first_byte reads the string last
-            // committed, and strings go out in slot order (USER1, USER2, PREFIX).
+            // Strings go out in slot order: USER1, USER2, then the PREFIX a relative USER1
+            // needs.
             let relative =
                 p1.is_some() && kind != MemfdCreate && w.first_byte(slot::USER1) != b'/';
             if let Some(i) = p2 {

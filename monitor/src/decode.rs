@@ -568,8 +568,8 @@ impl Decoder {
                 // prep: as the file rules read the syscalls (flags, dirfd, fd.name and, for a
                 // rename, fd.target_path); no fd number or result yet.
                 if !r.strings[slot::USER1].is_empty() {
-                    let flags_arg = if URING_OPEN_OPS.contains(&p.aux[0]) {
-                        ev.args.insert("mode".into(), Arg::Int((p.aux[3] & 0o7777) as i64));
+                    let open = URING_OPEN_OPS.contains(&p.aux[0]);
+                    let op_flags = if open {
                         Arg::Flags {
                             raw: p.aux[2] as i64,
                             text: open_flags_text(p.aux[2]),
@@ -577,7 +577,10 @@ impl Decoder {
                     } else {
                         int(p.aux[2])
                     };
-                    ev.args.insert("flags".into(), flags_arg);
+                    ev.args.insert("flags".into(), op_flags);
+                    if open {
+                        ev.args.insert("mode".into(), Arg::Int((p.aux[3] & 0o7777) as i64));
+                    }
                     ev.args.insert("dirfd".into(), int32(a[0]));
                     ev.fd = Some(path_fd(r));
                 }

@@ -521,12 +521,5 @@ mod tests {
         assert_ne!(o.inode_ctime_sec, o.inode_mtime_sec);
         assert!(o.signal_pids > 0);
         assert_eq!(o.upid_nr, 0);
-        eprintln!(
-            "io_uring: kiocb.cmd {} io_open.dfd {} .filename {} .how {} filename.name {} \
-             io_unlink.dfd {} .flags {} .filename {} io_rename.old_dfd {} .oldpath {} .newpath {} .flags {}",
-            o.kiocb_cmd, o.uring_open_dfd, o.uring_open_filename, o.uring_open_how, o.filename_name,
-            o.uring_unlink_dfd, o.uring_unlink_flags, o.uring_unlink_filename,
-            o.uring_rename_old_dfd, o.uring_rename_oldpath, o.uring_rename_newpath, o.uring_rename_flags
-        );
     }
 }
