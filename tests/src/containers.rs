@@ -22,6 +22,17 @@ pub fn have(binary: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// True (after saying which) when one of `tools` is not installed: the test then skips.
+pub fn skip_unless_tools(tools: &[&str]) -> bool {
+    match tools.iter().find(|t| !have(t)) {
+        Some(missing) => {
+            eprintln!("SKIPPED: {missing} is not installed");
+            true
+        }
+        None => false,
+    }
+}
+
 /// Run a command to completion; its trimmed stdout, or an error with its stderr.
 pub fn run(cmd: &mut Command) -> Result<String> {
     let out = cmd

@@ -435,16 +435,23 @@ int main(int argc, char **argv) {
 
 /// Compile [`HELPER_C`] into `out`; `Err` names why it cannot be built (no gcc, no static libc).
 pub fn build_helper(out: &Path) -> Result<()> {
+    compile_c(out, HELPER_C, &["-static", "-O1"])
+}
+
+/// Compile the C program `src_text` with the host's gcc and `flags` into `out` (the source
+/// is written beside it); `Err` carries gcc's own message.
+pub fn compile_c(out: &Path, src_text: &str, flags: &[&str]) -> Result<()> {
     let src = out.with_extension("c");
-    std::fs::write(&src, HELPER_C)?;
+    std::fs::write(&src, src_text)?;
     let o = Command::new("gcc")
-        .args(["-static", "-O1", "-o"])
+        .args(flags)
+        .arg("-o")
         .arg(out)
         .arg(&src)
         .output()
         .context("run gcc")?;
     if !o.status.success() {
-        bail!("gcc -static failed: {}", String::from_utf8_lossy(&o.stderr));
+        bail!("gcc {} failed: {}", flags.join(" "), String::from_utf8_lossy(&o.stderr));
     }
     Ok(())
 }

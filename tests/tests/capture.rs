@@ -47,6 +47,38 @@ impl Checks {
     }
 }
 
+/// The runc scenarios need runc and a static busybox; says why when either is missing.
+fn have_runc_and_busybox() -> bool {
+    let runc_ok = std::process::Command::new("runc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runc_ok || !Path::new("/bin/busybox").exists() {
+        eprintln!("SKIPPED: needs runc and /bin/busybox (busybox-static)");
+        return false;
+    }
+    true
+}
+
+/// `runc spec` in `bundle`, made into a scenario's container: no terminal, `args` as its
+/// process, in the test cgroup `cg`. Returned for further changes; [`write_config`] saves it.
+fn runc_config(bundle: &Path, cg: &TestCgroup, args: Value) -> Value {
+    let st = std::process::Command::new("runc").arg("spec").current_dir(bundle).status().unwrap();
+    assert!(st.success(), "runc spec");
+    let mount = monitor_tests::harness::cgroup2_mount().unwrap();
+    let rel = cg.path.strip_prefix(&mount).unwrap().to_str().unwrap().to_string();
+    let mut cfg: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    cfg["process"]["terminal"] = Value::Bool(false);
+    cfg["process"]["args"] = args;
+    cfg["linux"]["cgroupsPath"] = Value::String(format!("/{rel}"));
+    cfg
+}
+
+fn write_config(bundle: &Path, cfg: &Value) {
+    std::fs::write(bundle.join("config.json"), serde_json::to_vec(cfg).unwrap()).unwrap();
+}
+
 fn show(v: &Option<Value>) -> String {
     match v {
         Some(v) => {
@@ -991,23 +1023,10 @@ fn runc_container_exec_and_open() {
     if skip_unless_root() {
         return;
     }
-    let runc_ok = std::process::Command::new("runc")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !runc_ok || !Path::new("/bin/busybox").exists() {
-        eprintln!("SKIPPED: needs runc and /bin/busybox (busybox-static)");
+    if !have_runc_and_busybox() {
         return;
     }
     let cg = TestCgroup::new("capture-runc").expect("test cgroup");
-    let mount = monitor_tests::harness::cgroup2_mount().unwrap();
-    let rel = cg
-        .path
-        .strip_prefix(&mount)
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
     let bundle = std::env::temp_dir().join(format!("monitor-capture-runc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&bundle);
     for d in [
@@ -1021,25 +1040,19 @@ fn runc_container_exec_and_open() {
     }
     std::fs::copy("/bin/busybox", bundle.join("rootfs/bin/busybox")).unwrap();
     std::fs::write(bundle.join("rootfs/etc/marker"), b"m").unwrap();
-    let st = std::process::Command::new("runc")
-        .arg("spec")
-        .current_dir(&bundle)
-        .status()
-        .unwrap();
-    assert!(st.success(), "runc spec");
-    let cfg_path = bundle.join("config.json");
-    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
-    cfg["process"]["terminal"] = Value::Bool(false);
     // A shell (pid 1, the session leader runc makes it) runs cat and tells its pid in the
     // container's namespace on stderr.
-    cfg["process"]["args"] = serde_json::json!([
-        "/bin/busybox",
-        "sh",
-        "-c",
-        "/bin/busybox cat /etc/marker & echo $! >&2; wait"
-    ]);
-    cfg["linux"]["cgroupsPath"] = Value::String(format!("/{rel}"));
-    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let cfg = runc_config(
+        &bundle,
+        &cg,
+        serde_json::json!([
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "/bin/busybox cat /etc/marker & echo $! >&2; wait"
+        ]),
+    );
+    write_config(&bundle, &cfg);
 
     let cgid = cg.id.to_string();
     let mut m = MonitorProcess::spawn(
@@ -1505,17 +1518,10 @@ fn runc_container_host_paths() {
     if skip_unless_root() {
         return;
     }
-    let runc_ok = std::process::Command::new("runc")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !runc_ok || !Path::new("/bin/busybox").exists() {
-        eprintln!("SKIPPED: needs runc and /bin/busybox (busybox-static)");
+    if !have_runc_and_busybox() {
         return;
     }
     let cg = TestCgroup::new("capture-hostpath").expect("test cgroup");
-    let mount = monitor_tests::harness::cgroup2_mount().unwrap();
-    let rel = cg.path.strip_prefix(&mount).unwrap().to_str().unwrap().to_string();
     let dir = TempDir::new("hostpath").expect("temp dir");
     let real = std::fs::canonicalize(&dir.0).unwrap();
     let bundle = real.join("bundle");
@@ -1525,20 +1531,14 @@ fn runc_container_host_paths() {
     std::fs::create_dir_all(bundle.join("rootfs/data")).unwrap();
     std::fs::create_dir_all(&vol).unwrap();
     std::fs::write(vol.join("vfile"), b"v").unwrap();
-    let st = std::process::Command::new("runc").arg("spec").current_dir(&bundle).status().unwrap();
-    assert!(st.success(), "runc spec");
-    let cfg_path = bundle.join("config.json");
-    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
-    cfg["process"]["terminal"] = Value::Bool(false);
-    cfg["process"]["args"] = serde_json::json!(["/bin/busybox", "sleep", "30"]);
-    cfg["linux"]["cgroupsPath"] = Value::String(format!("/{rel}"));
+    let mut cfg = runc_config(&bundle, &cg, serde_json::json!(["/bin/busybox", "sleep", "30"]));
     cfg["mounts"].as_array_mut().expect("runc spec has mounts").push(serde_json::json!({
         "destination": "/data",
         "type": "bind",
         "source": vol.to_str().unwrap(),
         "options": ["rbind"]
     }));
-    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    write_config(&bundle, &cfg);
 
     let cgid = cg.id.to_string();
     let mut m = MonitorProcess::spawn(

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use monitor_tests::containers::{Containerd, have};
+use monitor_tests::containers::{Containerd, have, skip_unless_tools};
 use monitor_tests::deploy::{
     Images, MonitorContainer, PendingShadowRead, Posture, Seccomp, Source, container_reads_shadow, ctr_run_monitor,
     metric_value, proc_security,
@@ -38,11 +38,8 @@ fn skip() -> bool {
     if skip_unless_root() {
         return true;
     }
-    for tool in ["podman", "runc", "ldd", "tar"] {
-        if !have(tool) {
-            eprintln!("SKIPPED: {tool} is not installed");
-            return true;
-        }
+    if skip_unless_tools(&["podman", "runc", "ldd", "tar"]) {
+        return true;
     }
     if !monitor_tests::harness::monitor_bin().exists() {
         eprintln!("SKIPPED: build the daemon first (cargo build -p monitor)");

@@ -14,14 +14,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use monitor::event::{Event, EventType};
 use monitor::rules::{self, FieldUse, LoadOptions, fields::is_filled, program::KindSet};
-use monitor_tests::containers::have;
+use monitor_tests::containers::skip_unless_tools;
 use monitor_tests::harness::{MonitorProcess, skip_unless_root, workspace_root};
-use monitor_tests::live::{LiveContainer, Shape, build_helper, put};
+use monitor_tests::live::{LiveContainer, Shape, build_helper, compile_c, put};
 
 /// Fields no live event can fill here, and why.
 const NOT_FILLED_HERE: &[(&str, &str)] = &[
@@ -39,27 +38,6 @@ const NOT_FILLED_HERE: &[(&str, &str)] = &[
 const EXIT32_C: &str = r#"
 void _start(void) { __asm__ volatile("int $0x80" : : "a"(1), "b"(0) : "memory"); }
 "#;
-
-
-fn gcc(out: &Path, src_text: &str, flags: &[&str]) -> Result<(), String> {
-    let src = out.with_extension("c");
-    std::fs::write(&src, src_text).map_err(|e| e.to_string())?;
-    let o = Command::new("gcc")
-        .args(flags)
-        .arg("-o")
-        .arg(out)
-        .arg(&src)
-        .output()
-        .map_err(|e| format!("gcc not runnable: {e}"))?;
-    if !o.status.success() {
-        return Err(String::from_utf8_lossy(&o.stderr)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string());
-    }
-    Ok(())
-}
 
 /// field text -> (resolved field or None, kinds its rules apply to, rules naming it).
 type Needs = BTreeMap<String, (Option<rules::fields::FieldRef>, KindSet, BTreeSet<String>)>;
@@ -156,11 +134,8 @@ fn every_rule_field_is_filled_on_live_events() {
     if skip_unless_root() {
         return;
     }
-    for tool in ["runc", "nsenter", "gcc"] {
-        if !have(tool) {
-            eprintln!("SKIPPED: {tool} is needed");
-            return;
-        }
+    if skip_unless_tools(&["runc", "nsenter", "gcc"]) {
+        return;
     }
     let root = workspace_root();
     let falco = std::env::var_os("MONITOR_SHARED_DIR")
@@ -184,14 +159,14 @@ fn every_rule_field_is_filled_on_live_events() {
     let helper = work.join("helper");
     build_helper(&helper).expect("gcc -static builds the helper");
     let exit32 = work.join("exit32");
-    let exit32_ok = match gcc(
+    let exit32_ok = match compile_c(
         &exit32,
         EXIT32_C,
         &["-m32", "-nostdlib", "-static", "-ffreestanding", "-fno-pie", "-no-pie"],
     ) {
         Ok(()) => true,
         Err(e) => {
-            eprintln!("NOTE: no 32-bit program ({e}): compat_syscall fields will be missing");
+            eprintln!("NOTE: no 32-bit program ({e:#}): compat_syscall fields will be missing");
             false
         }
     };

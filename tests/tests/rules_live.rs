@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use monitor_tests::containers::have;
+use monitor_tests::containers::{have, skip_unless_tools};
 use monitor_tests::harness::{MonitorProcess, skip_unless_root, workspace_root};
 use monitor_tests::live::{
     LISTENING_SH, LiveContainer, Row, Shape, Verdict, build_helper, print_table, put,
@@ -119,11 +119,8 @@ fn shipped_rules_fire_on_real_behaviour_and_stay_quiet_on_ordinary_work() {
     if skip_unless_root() {
         return;
     }
-    for tool in ["runc", "nsenter", "python3"] {
-        if !have(tool) {
-            eprintln!("SKIPPED: {tool} is needed");
-            return;
-        }
+    if skip_unless_tools(&["runc", "nsenter", "python3"]) {
+        return;
     }
     let started = Instant::now();
     let work = std::env::temp_dir().join(format!("monitor-live-{}", std::process::id()));
